@@ -1,0 +1,583 @@
+"""ABACUS (LCAO) run folders: read and write H(R), S(R), DM(R) in both csr file generations.
+
+Generations
+-----------
+* v3.8.1 and older ("old"): ``OUT.<suffix>/data-HR-sparse_SPIN{0,1}.csr``,
+  ``data-SR-sparse_SPIN0.csr``, ``data-DMR-sparse_SPIN{0,1}.csr``; 3 header lines, then per R a line
+  ``Rx Ry Rz nnz`` and, when nnz > 0, one line each of values, column indices, row pointers.
+* v3.11 and later ("new"): ``OUT.<suffix>/hrs{1,2}_nao.csr``, ``srs1_nao.csr``, ``dmrs{1,2}_nao.csr``;
+  a header with the cell, then per R the same CSR data, 6 values / 16 integers per line. ABACUS
+  reads ``hrs*`` back with ``init_chg hr`` and ``dmrs*`` with ``init_chg dm``.
+Both: H in Ry, DM and S dimensionless, 0-based CSR, row = home-cell orbital, column = orbital in
+cell R, |x| <= 1e-10 omitted, H(k) = sum_R H(R) exp(i 2pi k.R).
+
+Conventions converted here (and nowhere else)
+---------------------------------------------
+* energy: 1 Ry = 13.605698 eV, ABACUS's own constant (``ModuleBase::Ry_to_eV``; its logs print
+  E_Fermi in Ry and eV with exactly this ratio);
+* orbital order within an atom: l = 0, 1, 2, 3; for each l its zetas; for each zeta the m in
+  ABACUS order m = 0, +1, -1, +2, -2, +3, -3, i.e. the standard real harmonics with the
+  Condon-Shortley sign (-1)^m: p = (z, -x, -y) (measured on the rotation fixture, see
+  ``../shared/fixtures/rotations/abacus/README.md``), d = (z^2, -xz, -yz, x^2-y^2, xy),
+  f likewise; ``tests/test_abacus.py`` proves p and d on the rotation pair.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import ase
+import numpy as np
+
+from dftplug.basis import Basis, Shell
+from dftplug.blocksparse import BlockSparse
+from dftplug.errors import MismatchError, ParseError
+from dftplug.fileio import atomic_write, find_file, read_text
+from dftplug.hamiltonian import Hamiltonian
+from dftplug.orbitals import code_to_internal
+
+RY_TO_EV = 13.605698
+BOHR_TO_ANG = 0.529177210903
+CODE = "abacus"
+
+
+def _abacus_order(l: int) -> tuple[tuple[int, int], ...]:
+    """ABACUS m order 0, +1, -1, +2, -2, ... as (m_std, sign) with sign (-1)^m."""
+    order = [(0, 1)]
+    for m in range(1, l + 1):
+        order += [(m, (-1) ** m), (-m, (-1) ** m)]
+    return tuple(order)
+
+
+def orbital_transform(ls) -> np.ndarray:
+    """U (norb x norb) with phi_internal = U phi_abacus for an atom with shells ``ls``."""
+    mats = [code_to_internal(_abacus_order(l)) for l in ls]
+    n = sum(len(m) for m in mats)
+    out = np.zeros((n, n))
+    k = 0
+    for m in mats:
+        out[k:k + len(m), k:k + len(m)] = m
+        k += len(m)
+    return out
+
+
+# ============================================================================ csr files
+MATRIX_FILES = {
+    # name: (new-generation pattern, old-generation pattern, per spin?)
+    "H": ("hrs{s1}_nao.csr", "data-HR-sparse_SPIN{s0}.csr", True),
+    "S": ("srs1_nao.csr", "data-SR-sparse_SPIN0.csr", False),
+    "DM": ("dmrs{s1}_nao.csr", "data-DMR-sparse_SPIN{s0}.csr", True),
+}
+_NEW_TITLE = {"H": "H matrix in real space H(R)", "S": "S matrix in real space S(R)",
+              "DM": "density matrix in real space DM(R)"}
+_OLD_TITLE = {"H": "H(R)", "S": "S(R)", "DM": "DM(R)"}
+_COMMENT_BOX = """ #----------------------------------------------------------------------#
+ #                               CSR Format                             #
+ # The outer loop corresponds to the number of Bravais lattice vectors. #
+ # The first line contains the index of the Bravais lattice vector      #
+ # (Rx, Ry, Rz), followed by the number of non-zero elements.           #
+ # The subsequent lines consist of three blocks of data, which are      #
+ # values, column indices, row pointers.                                #
+ #----------------------------------------------------------------------#
+"""
+
+
+@dataclass
+class CsrFile:
+    """One ABACUS csr file as stored: per lattice vector a CSR matrix (code units and order)."""
+
+    norb: int
+    cells: np.ndarray                  # (nR, 3) in file order (includes empty R)
+    rows: np.ndarray                   # (nnz,) row orbital of every stored element
+    cols: np.ndarray                   # (nnz,)
+    cell_of: np.ndarray                # (nnz,) index into ``cells``
+    values: np.ndarray                 # (nnz,)
+    generation: str = "new"
+    nspin: int = 1
+    ispin: int = 1
+    cell_block: str = ""               # new generation: the lattice/positions text block
+    extras: dict = field(default_factory=dict)
+
+
+def _ints(path, tokens, what):
+    try:
+        return np.array(tokens, dtype=np.int64)
+    except ValueError as exc:
+        raise ParseError(path, f"bad {what}: {exc}") from None
+
+
+def read_csr(path) -> CsrFile:
+    """Parse an old- or new-generation ABACUS csr file (``.xz``/``.gz`` also accepted)."""
+    path = find_file(path)
+    lines = read_text(path).splitlines()
+    if not lines:
+        raise ParseError(path, "empty file")
+    if lines[0].startswith("STEP:"):
+        gen, pos = "old", 3
+        try:
+            norb = int(lines[1].split(":")[1])
+            nr = int(lines[2].split(":")[1])
+        except (IndexError, ValueError):
+            raise ParseError(path, "malformed old-generation header (expected 'Matrix Dimension/number')") from None
+        nspin = ispin = 1
+        cell_block = ""
+    elif lines[0].strip().startswith("--- Ionic Step"):
+        gen = "new"
+        try:
+            nspin, ispin, norb, nr = (int(lines[k].split("#")[0]) for k in (2, 3, 4, 5))
+            box = lines.index(_COMMENT_BOX.splitlines()[0])
+        except (IndexError, ValueError):
+            raise ParseError(path, "malformed new-generation header") from None
+        cell_block = "\n".join(lines[7:box - 1])
+        pos = box + 9
+    else:
+        raise ParseError(path, "not an ABACUS csr file (unknown first line)")
+
+    cells = np.zeros((nr, 3), np.int64)
+    rows_l, cols_l, vals_l, cid_l = [], [], [], []
+    rowptr_len = norb + 1
+    for r in range(nr):
+        if pos >= len(lines):
+            raise ParseError(path, f"truncated: header announces {nr} lattice vectors, found {r}")
+        head = lines[pos].split()
+        if len(head) != 4:
+            raise ParseError(path, f"line {pos + 1}: expected 'Rx Ry Rz nnz', got {lines[pos]!r}")
+        cells[r] = _ints(path, head[:3], "lattice vector")
+        nnz = int(head[3])
+        pos += 1
+        if gen == "old":
+            if nnz == 0:
+                continue
+            if pos + 3 > len(lines):
+                raise ParseError(path, f"truncated inside R = {head[:3]}")
+            vals = lines[pos].split()
+            cols = lines[pos + 1].split()
+            ptr = lines[pos + 2].split()
+            pos += 3
+        else:
+            # new generation: fixed line counts (6 values / 16 integers per line; an empty R has
+            # one empty line per data block and all row pointers on one line, no blank after)
+            nlines = ((nnz + 5) // 6, (nnz + 15) // 16, (rowptr_len + 15) // 16) if nnz else (1, 1, 1)
+            blocks = []
+            for marker, nl in zip(("values", "column indices", "row pointers"), nlines):
+                if pos + nl >= len(lines):
+                    raise ParseError(path, f"truncated inside R = {' '.join(head[:3])}")
+                if lines[pos].strip() != f"# CSR {marker}":
+                    raise ParseError(path, f"line {pos + 1}: expected '# CSR {marker}' at R = "
+                                           f"{' '.join(head[:3])} (does the header lie about nnz?)")
+                blocks.append(" ".join(lines[pos + 1:pos + 1 + nl]).split())
+                pos += 1 + nl
+            vals, cols, ptr = blocks
+            if nnz:
+                pos += 1  # blank line after a non-empty R
+            else:
+                continue
+        if len(vals) != nnz or len(cols) != nnz or len(ptr) != rowptr_len:
+            raise ParseError(path, f"R = {' '.join(head[:3])}: header says nnz={nnz}, found "
+                                   f"{len(vals)} values, {len(cols)} columns, {len(ptr)} row pointers "
+                                   f"(expected {rowptr_len})")
+        try:
+            v = np.array(vals, dtype=np.float64)
+        except ValueError as exc:
+            raise ParseError(path, f"bad value at R = {head[:3]}: {exc}") from None
+        c = _ints(path, cols, "column index")
+        p = _ints(path, ptr, "row pointer")
+        if p[-1] != nnz or np.any(np.diff(p) < 0) or (nnz and (c.max() >= norb or c.min() < 0)):
+            raise ParseError(path, f"R = {head[:3]}: inconsistent CSR (row pointers or column indices)")
+        rows_l.append(np.repeat(np.arange(norb), np.diff(p)))
+        cols_l.append(c)
+        vals_l.append(v)
+        cid_l.append(np.full(nnz, r))
+    if any(line.strip() for line in lines[pos:]):
+        raise ParseError(path, f"data after the {nr} lattice vectors the header announces (line {pos + 1})")
+    cat = (lambda x, dt: np.concatenate(x) if x else np.zeros(0, dt))
+    return CsrFile(norb, cells, cat(rows_l, np.int64), cat(cols_l, np.int64), cat(cid_l, np.int64),
+                   cat(vals_l, np.float64), gen, nspin, ispin, cell_block)
+
+
+def _fmt_rows(tokens, per_line):
+    return "".join(" " + " ".join(tokens[k:k + per_line]) + "\n" for k in range(0, len(tokens), per_line))
+
+
+def write_csr(path, csr: CsrFile, kind: str) -> None:
+    """Write ``csr`` in ABACUS's own layout of its generation (atomic: temp file + rename)."""
+    order = np.lexsort((csr.cols, csr.rows, csr.cell_of))
+    rows, cols, cid, vals = csr.rows[order], csr.cols[order], csr.cell_of[order], csr.values[order]
+    counts = np.bincount(cid, minlength=len(csr.cells))
+    starts = np.concatenate([[0], np.cumsum(counts)])
+    out = []
+    if csr.generation == "old":
+        out.append(f"STEP: 0\nMatrix Dimension of {_OLD_TITLE[kind]}: {csr.norb}\n"
+                   f"Matrix number of {_OLD_TITLE[kind]}: {len(csr.cells)}\n")
+    else:
+        out.append(f" --- Ionic Step 1 ---\n # print {_NEW_TITLE[kind]}\n {csr.nspin} # number of spin "
+                   f"directions\n {csr.ispin} # spin index\n {csr.norb} # number of localized basis\n"
+                   f" {len(csr.cells)} # number of Bravais lattice vector R\n\n{csr.cell_block}\n\n"
+                   f"{_COMMENT_BOX}\n")
+    for r, cell in enumerate(csr.cells):
+        a, b = starts[r], starts[r + 1]
+        nnz = b - a
+        rx, ry, rz = (int(x) for x in cell)
+        ptr = np.concatenate([[0], np.cumsum(np.bincount(rows[a:b], minlength=csr.norb))])
+        vtok = [f"{x:.8e}" for x in vals[a:b]]
+        ctok = [str(x) for x in cols[a:b]]
+        ptok = [str(x) for x in ptr]
+        if csr.generation == "old":
+            out.append(f"{rx} {ry} {rz} {nnz}\n")
+            if nnz:
+                out.append("".join(" " + t for t in vtok) + "\n" + "".join(" " + t for t in ctok) + "\n"
+                           + "".join(" " + t for t in ptok) + "\n")
+        elif nnz == 0:
+            out.append(f" {rx} {ry} {rz} 0\n # CSR values\n\n # CSR column indices\n\n"
+                       f" # CSR row pointers\n {' '.join(ptok)}\n")
+        else:
+            out.append(f" {rx} {ry} {rz} {nnz}\n # CSR values\n{_fmt_rows(vtok, 6)} # CSR column indices\n"
+                       f"{_fmt_rows(ctok, 16)} # CSR row pointers\n{_fmt_rows(ptok, 16)}\n")
+    with atomic_write(path, "w") as fh:
+        fh.write("".join(out))
+
+
+# ============================================================================ input files
+def read_input(path) -> dict[str, str]:
+    """INPUT key/value pairs (lower-case keys, comments dropped)."""
+    params = {}
+    for line in read_text(path).splitlines():
+        line = line.split("#")[0].split("//")[0].strip()
+        if not line or line.upper() == "INPUT_PARAMETERS":
+            continue
+        parts = line.split(None, 1)
+        params[parts[0].lower()] = parts[1].strip() if len(parts) > 1 else ""
+    return params
+
+
+def read_stru(path):
+    """Parse STRU: returns (atoms, orbital files per species, magnetic moments)."""
+    path = find_file(path)
+    text = read_text(path)
+    sections: dict[str, list[str]] = {}
+    current = None
+    for raw in text.splitlines():
+        line = raw.split("#")[0].split("//")[0].strip()
+        if not line:
+            continue
+        if line.upper() in {"ATOMIC_SPECIES", "NUMERICAL_ORBITAL", "LATTICE_CONSTANT", "LATTICE_VECTORS",
+                            "ATOMIC_POSITIONS", "LATTICE_PARAMETERS", "NUMERICAL_DESCRIPTOR", "ABFS_ORBITAL"}:
+            current = line.upper()
+            sections[current] = []
+        elif current:
+            sections[current].append(line)
+    for need in ("ATOMIC_SPECIES", "LATTICE_CONSTANT", "ATOMIC_POSITIONS"):
+        if need not in sections:
+            raise ParseError(path, f"STRU has no {need} section")
+    if "LATTICE_VECTORS" not in sections:
+        raise ParseError(path, "only STRU files with LATTICE_VECTORS (latname user_defined) are supported")
+    try:
+        species = [l.split()[0] for l in sections["ATOMIC_SPECIES"]]
+        orbfiles = [l.split()[0] for l in sections.get("NUMERICAL_ORBITAL", [])]
+        alat = float(sections["LATTICE_CONSTANT"][0].split()[0]) * BOHR_TO_ANG
+        cell = np.array([[float(x) for x in l.split()[:3]] for l in sections["LATTICE_VECTORS"][:3]]) * alat
+        pos_lines = sections["ATOMIC_POSITIONS"]
+        mode = pos_lines[0].lower()
+        k = 1
+        symbols, positions, mags = [], [], []
+        while k < len(pos_lines):
+            label = pos_lines[k].split()[0]
+            mag = float(pos_lines[k + 1].split()[0])
+            nat = int(pos_lines[k + 2].split()[0])
+            for line in pos_lines[k + 3:k + 3 + nat]:
+                positions.append([float(x) for x in line.split()[:3]])
+                symbols.append(label)
+                mags.append(mag)
+            if len(positions) != len(symbols) or k + 3 + nat > len(pos_lines):
+                raise ValueError("fewer positions than announced")
+            k += 3 + nat
+    except (IndexError, ValueError) as exc:
+        raise ParseError(path, f"malformed STRU: {exc}") from None
+    pos = np.array(positions).reshape(-1, 3)
+    if mode == "direct":
+        pos = pos @ cell
+    elif mode == "cartesian":
+        pos = pos * alat
+    elif mode == "cartesian_angstrom":
+        pass
+    elif mode in ("cartesian_au", "cartesian_bohr"):
+        pos = pos * BOHR_TO_ANG
+    else:
+        raise ParseError(path, f"unsupported ATOMIC_POSITIONS mode {mode!r}")
+    unknown = set(symbols) - set(species)
+    if unknown:
+        raise ParseError(path, f"atoms of undeclared species {sorted(unknown)}")
+    elements = [re.sub(r"[^A-Za-z].*$", "", s) for s in symbols]
+    try:
+        atoms = ase.Atoms(symbols=elements, positions=pos, cell=cell, pbc=True)
+    except KeyError as exc:
+        raise ParseError(path, f"unknown chemical element {exc}") from None
+    return atoms, dict(zip(species, orbfiles)), np.array(mags)
+
+
+def read_orb(path) -> tuple[Shell, ...]:
+    """Shells of an ABACUS numerical-orbital file (.orb): l, zeta and cutoff (Å)."""
+    text = read_text(path)
+    rcut = re.search(r"Radius Cutoff\(a\.u\.\)\s+([\d.eE+-]+)", text)
+    counts = re.findall(r"Number of ([SPDFGH])orbital-->\s+(\d+)", text)
+    if not counts:
+        raise ParseError(path, "no 'Number of Xorbital-->' lines: not an ABACUS .orb file")
+    rc = float(rcut.group(1)) * BOHR_TO_ANG if rcut else None
+    return tuple(Shell(l="SPDFGH".index(letter), zeta=z + 1, rcut=rc)
+                 for letter, n in counts for z in range(int(n)))
+
+
+def _shells_from_log(log: str, path) -> dict[str, tuple[Shell, ...]]:
+    """Fallback when the .orb files are not at hand: the log's 'L=.., number of zeta' table."""
+    out = {}
+    for block in re.split(r"READING ATOM TYPE", log)[1:]:
+        label = re.search(r"atom label\s*=\s*(\S+)", block, re.I)
+        zetas = re.findall(r"L=(\d+), number of zeta = (\d+)", block)
+        if label and zetas:
+            out[label.group(1)] = tuple(Shell(l=int(l), zeta=z + 1) for l, n in zetas for z in range(int(n)))
+    if not out:
+        raise ParseError(path, "cannot find the basis: no .orb file and no orbital table in the log")
+    return out
+
+
+# ============================================================================ run folders
+@dataclass
+class RunFolder:
+    """Where the files of one ABACUS run are."""
+
+    root: Path
+    params: dict
+    out_dir: Path
+    log: Path | None
+
+    @classmethod
+    def locate(cls, root) -> "RunFolder":
+        root = Path(root)
+        if not (root / "INPUT").is_file():
+            raise ParseError(root / "INPUT", "missing: not an ABACUS run folder")
+        params = read_input(root / "INPUT")
+        suffix = params.get("suffix", "ABACUS")
+        out_dir = root / f"OUT.{suffix}"
+        if not out_dir.is_dir():
+            raise ParseError(out_dir, "missing output folder OUT.<suffix>")
+        logs = sorted(p for p in out_dir.glob("running_*.log*") if p.suffix in (".log", ".xz", ".gz"))
+        return cls(root, params, out_dir, logs[0] if logs else None)
+
+    def matrix_files(self, name: str, nspin: int) -> tuple[list[Path], str] | None:
+        new, old, per_spin = MATRIX_FILES[name]
+        ns = nspin if per_spin else 1
+        for gen, pat in (("new", new), ("old", old)):
+            paths = [self.out_dir / pat.format(s1=s + 1, s0=s) for s in range(ns)]
+            try:
+                return [find_file(p) for p in paths], gen
+            except ParseError:
+                if any(self._exists(p) for p in paths):
+                    missing = [str(p) for p in paths if not self._exists(p)]
+                    raise ParseError(missing[0], f"missing spin channel file of {name}") from None
+        return None
+
+    @staticmethod
+    def _exists(p: Path) -> bool:
+        try:
+            find_file(p)
+            return True
+        except ParseError:
+            return False
+
+
+def _log_info(text: str) -> dict:
+    info = {}
+    ef = re.findall(r"E_Fermi\s+(\S+)\s+(\S+)", text)
+    if ef:
+        info["fermi_level"] = float(ef[-1][1])
+    ne = re.search(r"Autoset the number of electrons\s*=\s*([\d.]+)", text, re.I) or \
+        re.search(r"AUTOSET number of electrons:\s*=\s*([\d.]+)", text)
+    if ne:
+        info["nelec"] = float(ne.group(1))
+    it = re.findall(r"#ELEC ITER#\s+(\d+)", text) or re.findall(r"ELEC=\s*(\d+)", text)
+    if it:
+        info["scf_iterations"] = int(it[-1])
+    ver = re.search(r"ABACUS\s+(?:version\s+)?(v\d+\.\d+[\w.\-]*)", text)
+    if ver:
+        info["version"] = ver.group(1)
+    info["converged"] = "CONVERGED" in text or "charge density convergence is achieved" in text
+    return info
+
+
+def _to_blocks(csrs: list[CsrFile], atoms_norb: np.ndarray, scale: float) -> BlockSparse:
+    """Spin channels of one matrix -> BlockSparse in ABACUS order (values scaled)."""
+    keys = []
+    for c in csrs:
+        keys.append((c.rows, c.cols, c.cells[c.cell_of]))
+    # union of the stored elements over the spin channels
+    rows = np.concatenate([k[0] for k in keys])
+    cols = np.concatenate([k[1] for k in keys])
+    cells = np.concatenate([k[2] for k in keys])
+    spin = np.concatenate([np.full(len(k[0]), s) for s, k in enumerate(keys)])
+    vals = np.concatenate([c.values for c in csrs]) * scale
+    tmp = BlockSparse.from_orbital_coo(atoms_norb, rows[spin == 0], cols[spin == 0], cells[spin == 0],
+                                       vals[spin == 0])
+    if len(csrs) == 1:
+        return tmp
+    others = [BlockSparse.from_orbital_coo(atoms_norb, rows[spin == s], cols[spin == s], cells[spin == s],
+                                           vals[spin == s]) for s in range(1, len(csrs))]
+    from dftplug.blocksparse import union_pairs
+    pairs = union_pairs(tmp.pairs, *[o.pairs for o in others], natoms=len(atoms_norb))
+    data = np.concatenate([m.with_pairs(pairs).data for m in [tmp, *others]], axis=0)
+    return BlockSparse(atoms_norb, pairs, data)
+
+
+def read_matrices(run: RunFolder, atoms, basis: Basis, nspin: int, names=("H", "S", "DM")):
+    """Read the requested matrices of a run, converted to eV and the internal orbital order.
+
+    Returns ({name: BlockSparse}, {name: list of CsrFile metadata}, {name: generation}).
+    """
+    symbols = atoms.get_chemical_symbols()
+    norb = np.array([basis.norb(s) for s in symbols])
+    species = list(dict.fromkeys(symbols))
+    kinds = np.array([species.index(s) for s in symbols])
+    umats = [orbital_transform(basis.ls(s)) for s in species]
+    out, meta, files = {}, {}, {}
+    for name in names:
+        found = run.matrix_files(name, nspin)
+        if found is None:
+            continue
+        paths, gen = found
+        csrs = [read_csr(p) for p in paths]
+        for p, c in zip(paths, csrs):
+            if c.norb != norb.sum():
+                raise MismatchError(f"{p}: {c.norb} orbitals in the file, the structure and basis give "
+                                    f"{norb.sum()}")
+        scale = RY_TO_EV if name == "H" else 1.0
+        out[name] = _to_blocks(csrs, norb, scale).transform(kinds, umats)
+        meta[name] = {"cells": [c.cells for c in csrs], "cell_block": csrs[0].cell_block,
+                      "generation": gen}
+        files[name] = [str(p) for p in paths]
+    return out, meta, files
+
+
+def read_run(folder, with_matrices=("H", "S", "DM")) -> Hamiltonian:
+    """Read an ABACUS run folder (INPUT, STRU, OUT.<suffix>/) into a :class:`Hamiltonian`."""
+    run = RunFolder.locate(folder)
+    stru = run.root / run.params.get("stru_file", "STRU")
+    atoms, orbfiles, mags = read_stru(stru)
+    nspin = int(run.params.get("nspin", "1"))
+    if nspin not in (1, 2):
+        raise ParseError(run.root / "INPUT", f"nspin {nspin} is not supported yet (1 and 2 are)")
+    log_text = read_text(run.log) if run.log else ""
+    shells = {}
+    orb_dir = run.root / run.params.get("orbital_dir", ".")
+    for sp, fname in orbfiles.items():
+        p = orb_dir / fname
+        try:
+            shells[sp] = read_orb(p)
+        except ParseError:
+            shells = {}
+            break
+    if not shells:
+        shells = _shells_from_log(log_text, run.log or run.root)
+    labels = {re.sub(r"[^A-Za-z].*$", "", k): v for k, v in shells.items()}
+    missing = set(atoms.get_chemical_symbols()) - set(labels)
+    if missing:
+        raise ParseError(stru, f"no basis found for species {sorted(missing)}")
+    basis = Basis(labels)
+    mats, meta, files = read_matrices(run, atoms, basis, nspin, with_matrices)
+    if "H" in with_matrices and "H" not in mats:
+        raise ParseError(run.out_dir, "no H(R) file (hrs1_nao.csr or data-HR-sparse_SPIN0.csr): "
+                                      "was the run made with out_mat_hs2 1?")
+    info = _log_info(log_text)
+    stdout = run.root / "abacus.stdout"
+    if "version" not in info and stdout.is_file():
+        info.update({k: v for k, v in _log_info(read_text(stdout)).items() if k == "version"})
+    settings = {k: run.params[k] for k in ("smearing_method", "smearing_sigma", "calculation", "ks_solver",
+                                           "scf_thr", "init_chg", "suffix") if k in run.params}
+    settings["abacus_meta"] = meta
+    if "smearing_sigma" in settings:
+        settings["smearing_sigma_eV"] = float(settings["smearing_sigma"]) * RY_TO_EV
+    kpt = run.root / "KPT"
+    if kpt.is_file():
+        kl = read_text(kpt).split("\n")
+        if len(kl) > 3 and kl[2].strip().lower() in ("gamma", "monkhorst-pack", "mp"):
+            settings["kmesh"] = [int(x) for x in kl[3].split()[:3]]
+            settings["kmesh_type"] = kl[2].strip().lower()
+    prov = {"code": CODE, "version": info.get("version"), "source": str(Path(folder).resolve()),
+            "files": files, "scf_iterations": info.get("scf_iterations"),
+            "converged": info.get("converged")}
+    return Hamiltonian(atoms=atoms, basis=basis, fermi_level=info.get("fermi_level"), nelec=info.get("nelec"),
+                       provenance=prov, settings=settings, **mats)
+
+
+def read_h0(folder) -> Hamiltonian:
+    """Read a zeroth-step run (``scf_nmax 1``, ``init_chg atomic``): its H is H[rho_atomic]."""
+    h = read_run(folder, with_matrices=("H", "S"))
+    h.H0, h.H, h.h0_kind = h.H, None, "H[rho_atomic]"
+    return h
+
+
+# ============================================================================ writing
+def to_csr_files(h: Hamiltonian, name: str, generation: str = "new") -> list[CsrFile]:
+    """Convert matrix ``name`` of ``h`` back to ABACUS units/order as one CsrFile per spin."""
+    mat = getattr(h, name)
+    if mat is None:
+        raise MismatchError(f"no {name} to write")
+    species, kinds = h.species_index()
+    umats = [orbital_transform(h.basis.ls(s)).T for s in species]
+    code = mat.transform(kinds, umats)
+    rows, cols, cells, values = code.to_orbital_coo()
+    if name == "H":
+        values = values / RY_TO_EV
+    meta = h.settings.get("abacus_meta", {}).get(name, {})
+    norb = int(h.norb().sum())
+    cell_block = meta.get("cell_block") or _cell_block(h.atoms)
+    out = []
+    nspin = code.nspin
+    for s in range(nspin):
+        keep = np.abs(values[s]) > 1e-10
+        cl = cells[keep]
+        known = meta.get("cells")
+        # keep the R list (and its order) of the file this matrix was read from; new R sorted after
+        listed = [tuple(c) for c in known[s]] if known and len(known) > s else []
+        new_cells = sorted(set(map(tuple, np.unique(cl, axis=0))) - set(listed))
+        ucells = np.array(listed + new_cells, dtype=np.int64).reshape(-1, 3)
+        index = {c: k for k, c in enumerate(map(tuple, ucells))}
+        ucl, inv = np.unique(cl.reshape(-1, 3), axis=0, return_inverse=True)
+        cid = np.array([index[tuple(c)] for c in ucl], dtype=np.int64)[inv.reshape(-1)]
+        out.append(CsrFile(norb, ucells, rows[keep], cols[keep], cid, values[s][keep], generation,
+                           nspin, s + 1, cell_block))
+    return out
+
+
+def _cell_block(atoms) -> str:
+    """The new-generation header's cell block (lattice in Å, fractional positions)."""
+    lines = [" user_defined_lattice", " 1"]
+    lines += [" " + " ".join(f"{x:g}" for x in v) for v in atoms.cell.array]
+    species = list(dict.fromkeys(atoms.get_chemical_symbols()))
+    frac = atoms.get_scaled_positions(wrap=False)
+    sym = np.array(atoms.get_chemical_symbols())
+    lines.append(" " + " ".join(species))
+    lines.append(" " + " ".join(str(int(np.sum(sym == s))) for s in species))
+    lines.append(" Direct")
+    for s in species:
+        lines += [" " + " ".join(f"{x:.14g}" for x in p) for p in frac[sym == s]]
+    return "\n".join(lines)
+
+
+def write_matrix(h: Hamiltonian, name: str, out_dir, generation: str = "new") -> list[Path]:
+    """Write H, S or DM of ``h`` into ``out_dir`` with ABACUS's file names and layout."""
+    new, old, _ = MATRIX_FILES[name]
+    paths = []
+    for s, csr in enumerate(to_csr_files(h, name, generation)):
+        pat = new if generation == "new" else old
+        p = Path(out_dir) / pat.format(s1=s + 1, s0=s)
+        write_csr(p, csr, name)
+        paths.append(p)
+    return paths
+
+
+H0_SIBLINGS = ("h0",)
+
+
+def is_run_folder(path) -> bool:
+    path = Path(path)
+    return (path / "INPUT").is_file() and (path / "STRU").is_file()

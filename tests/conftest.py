@@ -1,0 +1,16 @@
+"""Shared test helpers: where the shipped fixtures and ../shared are."""
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURES = ROOT / "fixtures"
+SHARED = Path(__import__("os").environ.get("DFTPLUG_SHARED", ROOT.parent / "shared")).resolve()
+
+
+def shared_path(*parts) -> Path:
+    """Path inside ../shared; the test is skipped with a clear reason when it is absent."""
+    p = SHARED.joinpath(*parts)
+    if not p.exists():
+        pytest.skip(f"needs {p} (../shared is not beside this checkout)")
+    return p
