@@ -111,7 +111,12 @@ class Chunks:
 
     @property
     def bounds(self) -> np.ndarray:
-        return np.concatenate([[0], np.cumsum(np.prod(self.shapes, axis=1))]).astype(np.int64)
+        """chunk_boundaries: (E + 1,) start of every block in ``entries``, then the total."""
+        return _bounds(self.shapes)
+
+
+def _bounds(shapes: np.ndarray) -> np.ndarray:
+    return np.concatenate([[0], np.cumsum(shapes[:, 0] * shapes[:, 1])]).astype(np.int64)
 
 
 def _to_chunks(mat: BlockSparse, pattern: np.ndarray) -> Chunks:
@@ -125,8 +130,7 @@ def _to_chunks(mat: BlockSparse, pattern: np.ndarray) -> Chunks:
     rank[order] = np.arange(len(order))
     ni, nj = m.norb[p[:, 0]], m.norb[p[:, 1]]
     shapes = np.column_stack([f * ni, f * nj])[order]
-    chunks = Chunks(p[order][:, [2, 3, 4, 0, 1]], shapes, np.zeros(0))
-    bounds = chunks.bounds
+    bounds = _bounds(shapes)
     edge = np.repeat(np.arange(m.nedges), ni * nj)
     local = np.arange(m.offsets[-1]) - m.offsets[edge]
     a, b = local // nj[edge], local % nj[edge]
@@ -134,8 +138,7 @@ def _to_chunks(mat: BlockSparse, pattern: np.ndarray) -> Chunks:
     for s in range(f):
         pos = bounds[rank[edge]] + (s * ni[edge] + a) * (f * nj[edge]) + s * nj[edge] + b
         entries[pos] = m.data[s]
-    chunks.entries = entries
-    return chunks
+    return Chunks(p[order][:, [2, 3, 4, 0, 1]], shapes, entries)
 
 
 def _from_chunks(chunks: Chunks, norb: np.ndarray, path) -> BlockSparse:
@@ -151,8 +154,9 @@ def _from_chunks(chunks: Chunks, norb: np.ndarray, path) -> BlockSparse:
         raise ParseError(path, f"atom index outside 0..{natoms - 1} (the structure has {natoms} atoms)")
     ni, nj = norb[ia], norb[ja]
     f = shapes[0, 0] // ni[0] if len(pairs) else 1
-    if f not in (1, 2) or np.any(shapes != np.column_stack([f * ni, f * nj])):
-        bad = int(np.argmax(np.any(shapes != np.column_stack([f * ni, f * nj]), axis=1)))
+    wrong = np.any(shapes != np.column_stack([f * ni, f * nj]), axis=1)
+    if f not in (1, 2) or np.any(wrong):
+        bad = int(np.argmax(wrong)) if np.any(wrong) else 0
         raise ParseError(path, f"block {pairs[bad].tolist()} has shape {shapes[bad].tolist()}, the basis "
                                f"gives {[int(ni[bad]), int(nj[bad])]} (x2 when spinful)")
     bounds = chunks.bounds

@@ -3,11 +3,14 @@ checked against bond geometry and against DeepH-dock's ABACUS table, bad input."
 import json
 import shutil
 
+import ase
 import ase.io
 import h5py
 import numpy as np
 import pytest
 
+from dftplug.aseio import from_ase
+from dftplug.basis import Basis, Shell
 from dftplug.errors import ParseError
 from dftplug.parsers import abacus as ab
 from dftplug.parsers import deeph
@@ -278,3 +281,14 @@ def test_non_collinear_spin_is_refused(si, tmp_path):
 def test_unknown_layout_is_refused(si, tmp_path):
     with pytest.raises(ValueError, match="layout"):
         deeph.write_deeph(si, tmp_path, layout="deeph-e3")
+
+
+@pytest.mark.parametrize("layout", deeph.LAYOUTS)
+def test_interleaved_species_keep_atom_order(layout, tmp_path):
+    """atom_pairs index atoms in POSCAR order, so the POSCAR must not regroup species."""
+    basis = Basis({"Si": (Shell(0), Shell(1)), "C": (Shell(0), Shell(1), Shell(2))})
+    atoms = ase.Atoms("SiCSi", positions=[[0, 0, 0], [1, 1, 1], [2, 2, 2.5]], cell=5 * np.eye(3), pbc=True)
+    deeph.write_deeph(from_ase(atoms, basis), tmp_path, layout=layout)
+    back = deeph.read_deeph(tmp_path)
+    assert back.symbols == ["Si", "C", "Si"] and np.abs(back.atoms.positions - atoms.positions).max() < 1e-12
+    assert back.basis == basis and back.norb().tolist() == [4, 9, 4]
