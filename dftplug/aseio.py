@@ -15,10 +15,10 @@ INFO_KEYS = {"fermi_level_eV": "fermi_level", "nelec": "nelec", "h0_kind": "h0_k
 
 
 def to_ase(h: Hamiltonian) -> ase.Atoms:
-    """Copy of ``h.atoms`` (Å) with the Fermi level (eV), electron count, H0 kind and provenance in
-    ``atoms.info``."""
+    """Copy of ``h.atoms`` (Å) with the Fermi level (eV), electron count, H0 kind (those known) and
+    provenance in ``atoms.info``; None is left out (extended XYZ would read it back as True)."""
     atoms = h.atoms.copy()
-    atoms.info.update({key: getattr(h, attr) for key, attr in INFO_KEYS.items()})
+    atoms.info.update({key: getattr(h, attr) for key, attr in INFO_KEYS.items() if getattr(h, attr) is not None})
     atoms.info["provenance"] = dict(h.provenance)
     return atoms
 

@@ -1,4 +1,5 @@
 """ASE interop: structure and metadata out to ase.Atoms and back."""
+import ase.io
 import numpy as np
 import pytest
 from ase.build import bulk
@@ -34,6 +35,14 @@ def test_from_ase_round_trip(si):
     assert back.fermi_level == si.fermi_level and back.nelec == 8
     assert np.array_equal(back.norb(), si.norb())
     assert back.provenance["source"] == si.provenance["source"]
+
+
+def test_extxyz_file_round_trip(si, tmp_path):
+    ase.io.write(tmp_path / "si.extxyz", to_ase(si))
+    back = from_ase(ase.io.read(tmp_path / "si.extxyz"), si.basis)
+    assert back.fermi_level == si.fermi_level and back.h0_kind is None
+    assert np.abs(back.atoms.positions - si.atoms.positions).max() < 1e-7  # extxyz prints 8 decimals
+    assert back.provenance["version"] == "v3.11.0-beta.1"
 
 
 def test_from_plain_ase_atoms(si):
