@@ -382,8 +382,9 @@ def read_deeph(folder) -> Hamiltonian:
                                    f"{INFO} says spinful = {meta['spinful']}")
         mats[name] = mat.transform(kinds, umats)
         files[name] = str(path)
-    prov = {"code": CODE, "layout": layout, "source": str(folder.resolve()), "files": files,
-            "origin": ext.get("provenance")}
+    origin = ext.get("provenance") or {}
+    prov = {"code": origin.get("code", CODE), "format": f"deeph-{layout}", "source": str(folder.resolve()),
+            "files": files, "origin": origin or None}
     return Hamiltonian(atoms=atoms, basis=basis, fermi_level=meta["fermi"], nelec=ext.get("nelec"),
                        h0_kind=ext.get("h0_kind"), provenance=prov, **mats)
 
@@ -461,3 +462,18 @@ def write_deeph(h: Hamiltonian, out_dir, layout: str = "new") -> list[Path]:
         (_write_new_h5 if layout == "new" else _write_legacy_h5)(path, chunks)
         written.append(path)
     return written
+
+
+# ============================================================================ parser interface
+# A DeepH folder stands for a run folder in ``dftplug convert`` (see parsers/__init__.py).
+H0_SIBLINGS: tuple[str, ...] = ()
+is_run_folder = is_deeph_folder
+read_run = read_deeph
+
+
+def read_h0(folder) -> Hamiltonian:
+    """The H0 stored in a DeepH folder that dftplug wrote (``hamiltonian_h0.h5``)."""
+    h = read_deeph(folder)
+    if h.H0 is None:
+        raise ParseError(folder, "this DeepH folder holds no H0 (hamiltonian_h0.h5 / hamiltonians_h0.h5)")
+    return h
