@@ -54,7 +54,7 @@ def _assert_same(a, b, atol):
 def test_round_trip_si(si, si_folder):
     layout, out = si_folder
     back = deeph.read_deeph(out)
-    assert back.provenance["layout"] == layout and back.provenance["origin"]["code"] == "abacus"
+    assert back.provenance["format"] == f"deeph-{layout}" and back.provenance["origin"]["code"] == "abacus"
     _assert_same(si, back, atol=1e-12)  # eV; only the orbital rotation's rounding
     assert back.electron_count()[0] == pytest.approx(8.0, abs=1e-6)
 
