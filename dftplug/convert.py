@@ -80,9 +80,9 @@ def read_pair(pair: RunPair, require_h0: bool = True) -> Hamiltonian:
         raise ParseError(pair.scf, "the run holds no converged H")
     if pair.h0 is not None:
         h0_code = detect(pair.h0)
-        if h0_code != code:
+        if h0_code != code and code != "deeph":  # a DeepH folder may take H0 from a code's run
             raise MismatchError(f"{pair.scf} is a {code} run but its H0 folder {pair.h0} is {h0_code}")
-        h.attach_h0(mod.read_h0(pair.h0))
+        h.attach_h0(code_module(h0_code).read_h0(pair.h0))
     if h.H0 is None and require_h0:
         raise ParseError(pair.scf, "no zeroth-step run found (looked for sibling folders "
                                    f"{', '.join(mod.H0_SIBLINGS) or '(none for this format)'}); "
