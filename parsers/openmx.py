@@ -307,22 +307,26 @@ def structure_and_basis(scf: Scfout, path) -> tuple[ase.Atoms, Basis, dict]:
     labels = [row[1] for row in coords if len(row) >= 5]
     if len(labels) != scf.natoms:
         raise ParseError(path, f"the stored input lists {len(labels)} atoms, the header {scf.natoms}")
+    unknown = sorted(set(labels) - set(species))
+    if unknown:
+        raise ParseError(path, f"atoms of species {unknown} that the input does not define")
     shells: dict[str, tuple[Shell, ...]] = {}
-    symbols = []
-    for k, label in enumerate(labels):
-        if label not in species:
-            raise ParseError(path, f"atom {k + 1}: species {label!r} is not defined in the input")
+    element, norb = {}, {}
+    for label in dict.fromkeys(labels):
         pao, vps = species[label]
-        el = _element(label, pao, vps)
-        if not el:
+        element[label] = _element(label, pao, vps)
+        if not element[label]:
             raise ParseError(path, f"species {label!r} ({pao}, {vps}): cannot tell its chemical element")
         sh = _shells(pao, path)
-        if shells.setdefault(el, sh) != sh:
-            raise ParseError(path, f"two species of element {el} with different bases are not supported")
-        if sum(s.size for s in sh) != scf.tno[k]:
-            raise ParseError(path, f"atom {k + 1}: basis {pao} has {sum(s.size for s in sh)} orbitals, "
-                                   f"the file {scf.tno[k]}")
-        symbols.append(el)
+        if shells.setdefault(element[label], sh) != sh:
+            raise ParseError(path, f"two species of element {element[label]} with different bases are not supported")
+        norb[label] = sum(s.size for s in sh)
+    bad = np.nonzero(np.array([norb[x] for x in labels]) != scf.tno)[0]
+    if len(bad):
+        k = bad[0]
+        raise ParseError(path, f"atom {k + 1}: basis {species[labels[k]][0]} has {norb[labels[k]]} orbitals, "
+                               f"the file {scf.tno[k]}")
+    symbols = [element[x] for x in labels]
     atoms = ase.Atoms(symbols=symbols, positions=scf.gxyz[:, 1:4] * BOHR_TO_ANG,
                       cell=scf.tv[:, 1:4] * BOHR_TO_ANG, pbc=scf.solver not in CLUSTER_SOLVERS)
     return atoms, Basis(shells), keys
@@ -344,22 +348,20 @@ def _log_info(text: str) -> dict:
 
 
 # ============================================================================ conversion
-def _file_order(scf: Scfout, path) -> BlockSparse:
-    """Empty-pattern BlockSparse of the file's blocks whose data[0] is each element's position in
-    the file's block order (built through the shared orbital-COO machinery)."""
+def _file_order(scf: Scfout, path) -> tuple[np.ndarray, np.ndarray]:
+    """The file's blocks as a BlockSparse pattern: (pairs sorted lexicographically, perm) with
+    perm[k] = position in the file's block data of the k-th element of the sorted pattern."""
     pairs = scf.pairs()
-    ni, nj = scf.tno[pairs[:, 0]].astype(np.int64), scf.tno[pairs[:, 1]].astype(np.int64)
-    sizes = ni * nj
-    starts = np.concatenate([[0], np.cumsum(sizes)])
-    edge = np.repeat(np.arange(len(pairs)), sizes)
-    local = np.arange(starts[-1]) - starts[edge]
-    offs = np.concatenate([[0], np.cumsum(scf.tno.astype(np.int64))])
-    rows = offs[pairs[edge, 0]] + local // nj[edge]
-    cols = offs[pairs[edge, 1]] + local % nj[edge]
-    try:
-        return BlockSparse.from_orbital_coo(scf.tno, rows, cols, pairs[edge, 2:5], np.arange(starts[-1], dtype=float))
-    except ValueError as exc:
-        raise ParseError(path, f"neighbour list: {exc}") from None
+    sizes = scf.tno[pairs[:, 0]].astype(np.int64) * scf.tno[pairs[:, 1]]
+    starts = np.cumsum(sizes) - sizes
+    order = np.lexsort(pairs.T[::-1])
+    pairs, sizes = pairs[order], sizes[order]
+    dup = np.nonzero(np.all(pairs[1:] == pairs[:-1], axis=1))[0]
+    if len(dup):
+        raise ParseError(path, f"neighbour list holds block (i, j, R) = {pairs[dup[0]].tolist()} twice")
+    first = np.cumsum(sizes) - sizes
+    perm = np.repeat(starts[order] - first, sizes) + np.arange(int(sizes.sum()))
+    return pairs, perm
 
 
 def _kinds_umats(h: Hamiltonian, inverse: bool = False):
@@ -375,14 +377,13 @@ def scfout_to_hamiltonian(scf: Scfout, path) -> Hamiltonian:
         raise ParseError(path, "non-collinear spin (SpinP_switch 3) is not supported by the common object "
                                "yet; read_scfout_raw reads and write back such files")
     atoms, basis, keys = structure_and_basis(scf, path)
-    index = _file_order(scf, path)
-    perm = index.data[0].astype(np.int64)
+    pairs, perm = _file_order(scf, path)
     h = Hamiltonian(atoms=atoms, basis=basis, nelec=scf.nelec)
     kinds, umats = _kinds_umats(h)
     postprocess = scf.is_postprocess()
     scale = {"H": HARTREE_TO_EV, "S": 1.0, "DM": 2.0 if scf.spinp_switch == 0 else 1.0}
     for name in ("H", "S") if postprocess else ("H", "S", "DM"):
-        mat = BlockSparse(index.norb, index.pairs, scf.matrix(name)[:, perm] * scale[name])
+        mat = BlockSparse(scf.tno, pairs, scf.matrix(name)[:, perm] * scale[name])
         setattr(h, name, mat.transform(kinds, umats))
     if not postprocess:
         h.fermi_level = scf.chemp * HARTREE_TO_EV
@@ -496,20 +497,21 @@ def read_h0(folder, h0_kind: str | None = None) -> Hamiltonian:
 
 
 # ============================================================================ writing
-def _code_blocks(mat: BlockSparse, h: Hamiltonian, scf: Scfout, index: BlockSparse, name: str) -> np.ndarray:
+def _code_blocks(mat: BlockSparse, h: Hamiltonian, scf: Scfout, layout: tuple, name: str) -> np.ndarray:
     """Matrix ``mat`` of ``h`` in OpenMX units, order and block layout, shape (channels, Nel)."""
-    missing = mat.find(index.pairs)
+    pairs, perm = layout
+    missing = mat.find(pairs)
     if np.any(missing < 0):
         raise MismatchError(f"{name} lacks {int(np.sum(missing < 0))} of the (i, j, R) blocks of the OpenMX "
                             "neighbour list it is written onto; predict on the source's pattern")
     kinds, umats = _kinds_umats(h, inverse=True)
-    code = mat.with_pairs(index.pairs, strict=True).transform(kinds, umats)
+    code = mat.with_pairs(pairs, strict=True).transform(kinds, umats)
     raw = scf.matrix(name)
     if code.nspin != len(raw):
         raise MismatchError(f"{name} has {code.nspin} spin channels, the OpenMX file {len(raw)}")
     scale = {"H": HARTREE_TO_EV, "S": 1.0, "DM": 2.0 if scf.spinp_switch == 0 else 1.0}[name]
     out = np.empty_like(raw)
-    out[:, index.data[0].astype(np.int64)] = code.data / scale
+    out[:, perm] = code.data / scale
     tol = WRITE_SNAP_RTOL * max(float(np.abs(raw).max(initial=0.0)), 1e-300)
     return np.where(np.abs(out - raw) <= tol, raw, out)
 
@@ -536,11 +538,11 @@ def write_scfout(h: Hamiltonian, path, template: Scfout | str | Path | None = No
     if max(dpos, dcell) > 1e-6:
         raise MismatchError(f"structure differs from the OpenMX file's (positions by {dpos:.3g} Å, "
                             f"cell by {dcell:.3g} Å): write onto a template of this structure")
-    index = _file_order(scf, path)
+    file_layout = _file_order(scf, path)
     blocks = scf.blocks.copy()
     layout = scf.layout
     for name in ("H", "S", "DM"):
         mat = getattr(h, name)
         if mat is not None:
-            blocks[layout[name]] = _code_blocks(mat, h, scf, index, name)
+            blocks[layout[name]] = _code_blocks(mat, h, scf, file_layout, name)
     return replace(scf, blocks=blocks).write(path)
