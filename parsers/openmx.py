@@ -12,6 +12,11 @@ every field as stored, so an unchanged file is written back byte for byte, and o
 replaced by :func:`write_scfout`. Byte-swapped files are detected by the version field and swapped,
 as OpenMX's ``read_scfout.c`` does; the byte order is kept when writing.
 
+The structure comes from the file (Gxyz, tv in Bohr), the species and basis names (``Si7.0-s2p2d1``:
+cutoff 7.0 Bohr, shells s2 p2 d1) from the input file that OpenMX stores at the end of the .scfout
+(so an ``h0/`` folder without a log reads too); the ``.out`` log adds the version and SCF iteration
+count and must print the .scfout's ChemP (else it is another run's log and is refused).
+
 H0 (zeroth-step Hamiltonian H[rho_atomic]) comes in two forms, recorded in ``provenance["h0_form"]``:
 ``"openmx:scf_iter1"`` (a standard .scfout of a run with ``scf.maxIter 1``) and
 ``"openmx:openmx_postprocess"`` (HamGNN's ``overlap.scfout``: position/momentum blocks replaced by
@@ -364,6 +369,11 @@ def _file_order(scf: Scfout, path) -> tuple[np.ndarray, np.ndarray]:
     return pairs, perm
 
 
+def _unit(name: str, spinp_switch: int) -> float:
+    """Factor from the file's value of matrix ``name`` to the common object's (eV; DM spin-summed)."""
+    return {"H": HARTREE_TO_EV, "S": 1.0, "DM": 2.0 if spinp_switch == 0 else 1.0}[name]
+
+
 def _kinds_umats(h: Hamiltonian, inverse: bool = False):
     species, kinds = h.species_index()
     umats = [orbital_transform(h.basis.ls(s)) for s in species]
@@ -381,9 +391,8 @@ def scfout_to_hamiltonian(scf: Scfout, path) -> Hamiltonian:
     h = Hamiltonian(atoms=atoms, basis=basis, nelec=scf.nelec)
     kinds, umats = _kinds_umats(h)
     postprocess = scf.is_postprocess()
-    scale = {"H": HARTREE_TO_EV, "S": 1.0, "DM": 2.0 if scf.spinp_switch == 0 else 1.0}
     for name in ("H", "S") if postprocess else ("H", "S", "DM"):
-        mat = BlockSparse(scf.tno, pairs, scf.matrix(name)[:, perm] * scale[name])
+        mat = BlockSparse(scf.tno, pairs, scf.matrix(name)[:, perm] * _unit(name, scf.spinp_switch))
         setattr(h, name, mat.transform(kinds, umats))
     if not postprocess:
         h.fermi_level = scf.chemp * HARTREE_TO_EV
@@ -393,8 +402,9 @@ def scfout_to_hamiltonian(scf: Scfout, path) -> Hamiltonian:
     h.settings = {"openmx_raw": scf, "solver": scf.solver, "electronic_temperature_K": float(scf.trailer[1]),
                   "system_name": keys.get("system.name"), "xc": keys.get("scf.xctype"),
                   "spin_polarization": keys.get("scf.spinpolarization", "off")}
-    if "scf.kgrid" in keys:
-        h.settings["kmesh"] = [int(x) for x in keys["scf.kgrid"].split()[:3]]
+    kgrid = re.fullmatch(r"(\d+)\s+(\d+)\s+(\d+)", keys.get("scf.kgrid", ""))
+    if kgrid:
+        h.settings["kmesh"] = [int(x) for x in kgrid.groups()]
     return h
 
 
@@ -405,8 +415,10 @@ def read_scfout(path) -> Hamiltonian:
 
 
 # ============================================================================ run folders
-def _scfout_in(folder: Path, postprocess: bool | None = None) -> Path:
-    """The .scfout of a run folder (``overlap.scfout`` is openmx_postprocess's)."""
+def find_scfout(folder, postprocess: bool | None = None) -> Path:
+    """The one .scfout of a run folder (``.xz``/``.gz`` too); ``postprocess`` True/False picks or
+    excludes openmx_postprocess's ``overlap.scfout``."""
+    folder = Path(folder)
     found = sorted({Path(str(p).removesuffix(".xz").removesuffix(".gz"))
                     for pat in ("*.scfout", "*.scfout.xz", "*.scfout.gz") for p in folder.glob(pat)})
     if postprocess is not None:
@@ -442,7 +454,7 @@ def _with_log(h: Hamiltonian, scfout_path: Path) -> Hamiltonian:
 def read_run(folder) -> Hamiltonian:
     """Read an OpenMX run folder (``<name>.scfout`` and, when present, ``<name>.out``)."""
     folder = Path(folder)
-    path = _scfout_in(folder, postprocess=False)
+    path = find_scfout(folder, postprocess=False)
     h = read_scfout(path)
     if h.provenance["scfout_variant"] != "openmx":
         raise ParseError(path, "this is an openmx_postprocess H0 file (DM = 0, ChemP = -3 eV): use read_h0")
@@ -458,7 +470,7 @@ def read_h0(folder, h0_kind: str | None = None) -> Hamiltonian:
     """
     folder = Path(folder)
     try:
-        path = _scfout_in(folder, postprocess=True)
+        path = find_scfout(folder, postprocess=True)
     except ParseError:
         path = None
     if path is not None:
@@ -480,7 +492,7 @@ def read_h0(folder, h0_kind: str | None = None) -> Hamiltonian:
             raise ParseError(log, "missing: without openmx_postprocess's log the H0 kind (with or without "
                                   "V_xc) is unknown; pass h0_kind")
     else:
-        path = _scfout_in(folder, postprocess=False)
+        path = find_scfout(folder, postprocess=False)
         h = _with_log(read_scfout(path), path)
         keys, _ = _input_blocks(h.settings["openmx_raw"].input_text())
         max_iter = keys.get("scf.maxiter", "40")
@@ -509,9 +521,8 @@ def _code_blocks(mat: BlockSparse, h: Hamiltonian, scf: Scfout, layout: tuple, n
     raw = scf.matrix(name)
     if code.nspin != len(raw):
         raise MismatchError(f"{name} has {code.nspin} spin channels, the OpenMX file {len(raw)}")
-    scale = {"H": HARTREE_TO_EV, "S": 1.0, "DM": 2.0 if scf.spinp_switch == 0 else 1.0}[name]
     out = np.empty_like(raw)
-    out[:, perm] = code.data / scale
+    out[:, perm] = code.data / _unit(name, scf.spinp_switch)
     tol = WRITE_SNAP_RTOL * max(float(np.abs(raw).max(initial=0.0)), 1e-300)
     return np.where(np.abs(out - raw) <= tol, raw, out)
 

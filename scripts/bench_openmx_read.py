@@ -74,7 +74,7 @@ def main():
     ap.add_argument("--atoms", type=int, default=10_000, help="atoms wanted (rounded up to whole copies)")
     ap.add_argument("--repeat", type=int, default=3)
     args = ap.parse_args()
-    src = om.read_scfout_raw(om._scfout_in(ROOT / "fixtures" / "openmx" / args.case / "scf"))
+    src = om.read_scfout_raw(om.find_scfout(ROOT / "fixtures" / "openmx" / args.case / "scf"))
     copies = -(-args.atoms // src.natoms)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "big.scfout"
