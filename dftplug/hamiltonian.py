@@ -147,6 +147,8 @@ class Hamiltonian:
         self.h0_kind = h0_run.h0_kind
         self.provenance["h0_source"] = h0_run.provenance.get("source")
         self.provenance["h0_files"] = h0_run.provenance.get("files")
+        if "h0_form" in h0_run.provenance:  # which file form of H0 a code produced (e.g. OpenMX's two)
+            self.provenance["h0_form"] = h0_run.provenance["h0_form"]
         return self
 
     def rotated(self, rot: np.ndarray) -> "Hamiltonian":
