@@ -81,9 +81,10 @@ def orbital_transform(ls) -> np.ndarray:
 
 def siesta_isc_off(nsc) -> np.ndarray:
     """Regular supercell offsets (n_s, 3) for ``nsc``: x fastest, each axis 0, 1, .., -1 (sisl's
-    ``siesta_sc_off``). SIESTA's own list is NOT always this one (fe_bcc, nsc 9: 0 1 2 3 -3 4 -4 -2 -1
-    along x for y = z = 0), so a file's columns are mapped with the ``isc_off`` of the TSHS (or the
-    xij of the HSX) of the same run; this list is used only for patterns SIESTA never saw."""
+    ``siesta_sc_off``). The list in a SIESTA 4.1.5 TSHS is NOT always this one (fe_bcc, nsc 9:
+    0 1 2 3 -3 4 -4 -2 -1 along x for y = z = 0), but on every fixture it differs only in supercells
+    that no stored column uses. Columns are mapped with the TSHS's own list (or the HSX's xij);
+    this one serves new sparsity patterns, as in sisl."""
     axes = [np.array(list(range(n // 2 + 1)) + list(range(-(n // 2), 0))) for n in nsc]
     z, y, x = np.meshgrid(axes[2], axes[1], axes[0], indexing="ij")
     return np.column_stack([x.ravel(), y.ravel(), z.ravel()]).astype(np.int64)
@@ -543,3 +544,109 @@ def read_h0(folder) -> Hamiltonian:
     h = read_run(folder, with_matrices=("H", "S"))
     h.H0, h.H, h.h0_kind = h.H, None, "H[rho_atomic]"
     return h
+
+
+# ============================================================================ writing
+def siesta_blocks(h: Hamiltonian, name: str) -> BlockSparse:
+    """Matrix ``name`` of ``h`` in SIESTA's orbital order and signs (energies still in eV).
+
+    The one conversion shared by the file writers here and by :mod:`dftplug.sislio`."""
+    mat = getattr(h, name)
+    if mat is None:
+        raise MismatchError(f"no {name} to write")
+    species, kinds = h.species_index()
+    return mat.transform(kinds, [orbital_transform(h.basis.ls(s)).T for s in species])
+
+
+def _pattern(h: Hamiltonian, key: str, like, mats) -> SparseFile:
+    """The sparsity to write on: ``like`` (a SIESTA TSHS of this structure), else the one the
+    matrices were read with (SIESTA's own column order), else a new one from their blocks."""
+    if like is not None:
+        pat = read_tshs(like)
+    else:
+        pat = h.settings.get(key) or h.settings.get("siesta_pattern")
+    norb = h.norb()
+    if pat is None:
+        return _new_pattern(norb, mats)
+    if pat.no_u != norb.sum() or (pat.lasto is not None and not np.array_equal(np.diff(pat.lasto), norb)):
+        raise MismatchError(f"{pat.path}: sparsity of {pat.no_u} orbitals cannot hold a structure with "
+                            f"{list(norb)} orbitals per atom")
+    return pat
+
+
+def _new_pattern(norb, mats) -> SparseFile:
+    """Every element of every block of ``mats``, columns sorted within each row."""
+    pairs = np.unique(np.concatenate([m.pairs for m in mats]), axis=0)
+    full = BlockSparse(norb, pairs, np.zeros((1, int(np.sum(norb[pairs[:, 0]] * norb[pairs[:, 1]])))))
+    rows, cols, cells, _ = full.to_orbital_coo()
+    nsc = 2 * np.abs(cells).max(axis=0, initial=0) + 1
+    isc_off = siesta_isc_off(nsc)
+    isc = {tuple(c): k for k, c in enumerate(isc_off)}
+    no_u = int(norb.sum())
+    col = cols + no_u * np.array([isc[tuple(c)] for c in cells], dtype=np.int64)
+    order = np.lexsort((col, rows))
+    gamma = int(np.all(nsc == 1))
+    kgrid = np.zeros(1, "V60")
+    header = {"flags": np.array([gamma, gamma, 0]), "kgrid": kgrid, "ef": 0.0, "qtot": 0.0, "temp": 0.0,
+              "istep_ia1": np.zeros(2, np.int64)}
+    return SparseFile("new", no_u, 1, np.bincount(rows, minlength=no_u), col[order], {}, nsc, isc_off,
+                      header=header, path="(new sparsity)")
+
+
+def _values_on(mat: BlockSparse, pat: SparseFile, what: str) -> np.ndarray:
+    """Values (nspin, nnz) of ``mat`` at the elements of ``pat``, in ``pat``'s order.
+
+    Elements of a block that ``pat`` does not list are dropped (outside SIESTA's orbital range);
+    a nonzero block that ``pat`` does not touch at all is a MismatchError."""
+    norb = mat.norb
+    offs = mat.orbital_offsets()
+    atom_of = np.repeat(np.arange(mat.natoms), norb)
+    rows, cols = pat.rows, pat.col % pat.no_u
+    cells = pat.isc_off[pat.col // pat.no_u]
+    ia, ja = atom_of[rows], atom_of[cols]
+    edge = mat.find(np.column_stack([ia, ja, cells]))
+    have = edge >= 0
+    idx = mat.offsets[np.where(have, edge, 0)] + (rows - offs[ia]) * norb[ja] + (cols - offs[ja])
+    values = np.where(have, mat.data[:, idx], 0.0)
+    untouched = np.ones(mat.nedges, bool)
+    untouched[edge[have]] = False
+    if untouched.any():
+        lost = np.concatenate([np.arange(mat.offsets[e], mat.offsets[e + 1]) for e in np.nonzero(untouched)[0]])
+        if np.abs(mat.data[:, lost]).max(initial=0.0) > 0:
+            bad = mat.pairs[np.nonzero(untouched)[0][0]]
+            raise MismatchError(f"{what}: {int(untouched.sum())} nonzero blocks (i, j, R), e.g. {bad.tolist()}, "
+                                f"lie outside the SIESTA sparsity of {pat.path}")
+    return values
+
+
+def write_dm(h: Hamiltonian, path, like=None) -> Path:
+    """Write h.DM as ``<label>.DM`` for ``DM.UseSaveDM true`` (SIESTA's own layout and column order
+    when h was read from SIESTA; ``like``: a TSHS of the same structure to take them from)."""
+    dm = siesta_blocks(h, "DM")
+    pat = _pattern(h, "siesta_dm_pattern", like, [dm])
+    out = replace(pat, kind="DM", nspin=dm.nspin, values={"DM": _values_on(dm, pat, f"DM of {path}")})
+    write_dm_file(path, out)
+    return Path(path)
+
+
+def write_tshs(h: Hamiltonian, path, like=None, matrix: str = "H") -> Path:
+    """Write ``h.<matrix>`` (e.g. a predicted H, eV) and h.S as a SIESTA 4.x TSHS (H in Ry with
+    SIESTA's constant, E_F = h.fermi_level, Q = h.nelec): readable by sisl, TBtrans and SIESTA's
+    post-processing tools."""
+    ham, s = siesta_blocks(h, matrix), siesta_blocks(h, "S")
+    pat = _pattern(h, "siesta_pattern", like, [ham, s])
+    header = dict(pat.header)
+    if h.fermi_level is not None:
+        header["ef"] = h.fermi_level / RY_TO_EV
+    if h.nelec is not None:
+        header["qtot"] = float(h.nelec)
+    if "smearing_kT_eV" in h.settings:
+        header["temp"] = h.settings["smearing_kT_eV"] / RY_TO_EV
+    values = {"H": _values_on(ham, pat, f"{matrix} of {path}") / RY_TO_EV,
+              "S": _values_on(s, pat, f"S of {path}")[0]}
+    norb = h.norb()
+    out = replace(pat, kind="TSHS", nspin=ham.nspin, values=values, header=header,
+                  cell=h.atoms.cell.array / BOHR_TO_ANG, xa=h.atoms.positions / BOHR_TO_ANG,
+                  lasto=np.concatenate([[0], np.cumsum(norb)]))
+    write_tshs_file(path, out)
+    return Path(path)
