@@ -22,22 +22,34 @@ Conventions converted here (and nowhere else)
   printed E_F uses) times SIESTA's own 1 Ry = 13.60580 eV (``Src/units.f90``: eV = 1/13.60580 Ry),
   so E_F(TSHS) x 13.60580 equals the log's E_F; lengths: 1 Bohr = 0.529177 Å (SIESTA's Ang).
 * sparsity: row ``io`` (unit-cell orbital), column ``jo_sc`` (1-based supercell orbital): j = (jo_sc-1)
-  mod no_u, supercell ``is = (jo_sc-1) // no_u`` and R = ``isc_off[is]`` (TSHS; for a DM SIESTA's own
-  ordering of ``nsc``, :func:`siesta_isc_off`; for an HSX R is solved from xij = tau_j + R.cell - tau_i
-  and must come out integer). The element is <phi_io(r - tau_i)| M |phi_j(r - tau_j - R)>.
+  mod no_u, supercell ``is = (jo_sc-1) // no_u`` and R = ``isc_off[is]``, the TSHS's own list (a DM
+  must have the run's sparsity and uses the same list; for an HSX R is solved from
+  xij = tau_j + R.cell - tau_i, which must come out integer: it equals the TSHS's R on si_diamond).
+  The element is <phi_io(r - tau_i)| M |phi_j(r - tau_j - R)>, R in integer lattice coordinates.
+  SIESTA's H and S are symmetric only to ~1e-8 eV / 2e-9 (not symmetrised); sisl reads the
+  transpose (rows as columns), which moves eigenvalues of the top DZP bands by up to 1e-5 eV.
 * orbital order within an atom: SIESTA's order (``.ORB_INDX``): the non-polarisation shells in the
   order of the PAO.Basis block, each zeta after the other, then the polarisation shells; inside a
   shell m = -l..l with m < 0 -> sin(|m| phi), m >= 0 -> cos(m phi), i.e. p = (y, z, x) and
   d = (xy, yz, z^2, xz, x^2-y^2) up to signs.
 * signs: SIESTA's orbital m is (-1)^m Y^std_lm (the Condon-Shortley phase on sin and cos types):
-  p = (-y, z, -x), d = (xy, -yz, z^2, -xz, x^2-y^2), f = (-, +, -, +, -, +, -). Measured, not assumed:
+  p = (-y, z, -x), d = (xy, -yz, z^2, -xz, x^2-y^2). Measured, not assumed (p and d; no fixture has
+  f, for which the same (-1)^m rule is extrapolated):
   (1) the signed permutation of each l was fitted on the rotation pair
   ``fixtures/rotations/siesta/si_diamond`` (rotated s-l and l-l blocks of S = Wigner-D-rotated
   original; best of all 48 (p) / 3840 (d) signed permutations: 1.6e-11 (p), 1.0e-9 (d), next best
   0.39 / 0.31; the fit is unique up to one overall sign per l), (2) that sign was fixed with the
   two-centre overlap <s_A|phi_lm,B> = g(d) Y_lm(tau_A - tau_B), g > 0 for the nodeless first-zeta
-  orbitals: cosine +1.000000 on all 164 s-p and s-d bonds of si_diamond.
+  orbitals: cosine +1.000000 on all 68 s-p and s-d bonds of si_diamond with nonzero overlap.
   ``tests/test_siesta.py`` proves both on the real files, with a guard that a flipped sign fails.
+
+Writing
+-------
+``write_dm`` / ``write_tshs`` write on the sparsity the matrices were read with, in SIESTA's own
+per-row column order (kept in ``settings["siesta_pattern"]``) or on that of ``like`` (a TSHS of the
+same structure); a matrix with no SIESTA origin gets a new pattern with sorted columns and the
+regular supercell list. Rewriting a fixture gives SIESTA's layout byte for byte and its values to
+<= 5e-15 (the trip through the internal d basis is not bit-exact); H goes back to Ry with 13.60580.
 """
 from __future__ import annotations
 
@@ -383,7 +395,8 @@ def read_xv(path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 # ============================================================================ run folders
 def _label(folder: Path) -> str:
-    names = sorted({p.name.split(".")[0] for ext in ("TSHS", "HSX") for p in folder.glob(f"*.{ext}*")})
+    names = sorted({re.sub(r"\.(TSHS|HSX)(\.xz|\.gz)?$", "", p.name) for ext in ("TSHS", "HSX")
+                    for p in folder.glob(f"*.{ext}*")})
     if len(names) == 1:
         return names[0]
     for fdf in folder.glob("*.fdf"):
@@ -453,6 +466,8 @@ def read_run(folder, with_matrices=("H", "S", "DM")) -> Hamiltonian:
     else:
         raise ParseError(base.with_suffix(".TSHS"), "neither a TSHS nor an HSX file")
     files[hs.kind] = hs.path
+    if hs.nspin > 2:
+        raise ParseError(hs.path, f"nspin {hs.nspin} (non-collinear / spin-orbit) is not supported")
 
     # structure and basis
     species = log["species"]
@@ -477,7 +492,7 @@ def read_run(folder, with_matrices=("H", "S", "DM")) -> Hamiltonian:
     if hs.kind == "HSX":
         hs.isc_off = _cells_from_xij(hs, cell, xa, np.repeat(np.arange(len(xa)), norb))
         hs.nsc = 2 * np.abs(hs.isc_off).max(axis=0) + 1
-    names, kinds = list(dict.fromkeys(symbols)), None
+    names = list(dict.fromkeys(symbols))
     kinds = np.array([names.index(s) for s in symbols])
     umats = [orbital_transform(basis.ls(s)) for s in names]
 
