@@ -644,6 +644,17 @@ def write_dm(h: Hamiltonian, path, like=None) -> Path:
     return Path(path)
 
 
+def write_h_in(h: Hamiltonian, path, like=None, matrix: str = "H") -> Path:
+    """Write ``h.<matrix>`` as SIESTA 4.1.5's ``H_IN`` (read in the first SCF step with the
+    undocumented ``Read-H-from-file true`` and ``SCF.Mix Hamiltonian``): the DM layout with H in
+    Ry, on SIESTA's own column order (a sorted-column H_IN crashes SIESTA, fixtures README (d''))."""
+    ham = siesta_blocks(h, matrix)
+    pat = _pattern(h, "siesta_dm_pattern", like, [ham])
+    values = _values_on(ham, pat, f"{matrix} of {path}") / RY_TO_EV
+    write_dm_file(path, replace(pat, kind="DM", nspin=ham.nspin, values={"DM": values}))
+    return Path(path)
+
+
 def write_tshs(h: Hamiltonian, path, like=None, matrix: str = "H") -> Path:
     """Write ``h.<matrix>`` (e.g. a predicted H, eV) and h.S as a SIESTA 4.x TSHS (H in Ry with
     SIESTA's constant, E_F = h.fermi_level, Q = h.nelec): readable by sisl, TBtrans and SIESTA's

@@ -1,12 +1,11 @@
 """SIESTA 4.1.5 parser and writers on real fixtures (shipped copies and ../shared)."""
 import lzma
-import shutil
 
 import numpy as np
 import pytest
 import sisl
 
-from dftplug.blocksparse import BlockSparse, union_pairs
+from dftplug.blocksparse import union_pairs
 from dftplug.errors import MismatchError, ParseError
 from dftplug.orbitals import real_sh
 from dftplug.parsers import siesta as si
@@ -178,6 +177,14 @@ def test_written_dm_equals_siestas_file(si_run, tmp_path):
     assert np.array_equal(ours.nsc, theirs.nsc)
     # identical layout and column order; values through the e3nn basis and back: <= 4 ulp
     _sparse_equal(ours, theirs, atol=5e-15)
+
+
+def test_h_in_has_dm_layout_and_raw_h_in_ry(si_run, tmp_path):
+    """H_IN (Read-H-from-file restart: 2 SCF steps) = .DM layout and column order, raw H in Ry."""
+    f = si.read_dm(si.write_h_in(si_run, tmp_path / "H_IN"))
+    ref = si.read_tshs(SI / "scf" / "si_diamond.TSHS")
+    _sparse_equal(f, si.read_dm(SI / "scf" / "si_diamond.DM"), atol=np.inf)
+    assert np.abs(f.values["DM"] - ref.values["H"]).max() < 1e-14
 
 
 @pytest.mark.parametrize("case", CASES)

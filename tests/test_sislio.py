@@ -101,7 +101,7 @@ def _eig_error(run, h, tmp_path, every=1):
 
 
 def test_eig_file_reproduced(si_h, tmp_path):
-    assert _eig_error(SI, si_h, tmp_path) < 1e-3  # eV, all 296 k and 26 bands
+    assert _eig_error(SI, si_h, tmp_path, every=3) < 1e-3  # eV, 99 of the 296 k, all 26 bands
 
 
 def test_eig_file_reproduced_gamma_molecule(tmp_path):
