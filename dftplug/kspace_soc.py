@@ -48,14 +48,19 @@ def band_energies(h: Hamiltonian, kpts: np.ndarray, which: str = "H") -> np.ndar
         raise MismatchError(f"band energies need {which} and S")
     if m.nspin != 4:
         raise MismatchError(f"{which} has nspin {m.nspin}: use dftplug.kspace for collinear matrices")
-    return generalized_eigvalsh(spinor_bloch_sum(m, kpts), spinor_bloch_sum(h.S, kpts))
+    return generalized_eigh(spinor_bloch_sum(m, kpts), spinor_bloch_sum(h.S, kpts))
 
 
-def generalized_eigvalsh(hk: np.ndarray, sk: np.ndarray) -> np.ndarray:
-    """Eigenvalues of H c = e S c for stacks (nk, n, n) of Hermitian H and positive-definite S,
-    ascending, (nk, n): Cholesky S = L L^dagger, then eig(L^-1 H L^-dagger), batched over k
-    (one LAPACK call per step instead of one scipy call per k)."""
+def generalized_eigh(hk: np.ndarray, sk: np.ndarray, vectors: bool = False):
+    """H c = e S c for stacks (nk, n, n) of Hermitian H and positive-definite S, batched over k
+    (Cholesky S = L L^dagger, then eigh(L^-1 H L^-dagger): one LAPACK call per step, not per k).
+
+    Returns the ascending eigenvalues (nk, n) or, with ``vectors``, (values, c) where c[k][:, n] is
+    the S-normalized eigenvector of band n (c^dagger S c = 1)."""
     low = np.linalg.cholesky(sk)
     half = np.linalg.solve(low, hk)                                   # L^-1 H
-    reduced = np.linalg.solve(low, half.conj().swapaxes(1, 2)).conj().swapaxes(1, 2)
-    return np.linalg.eigvalsh(reduced)
+    reduced = np.linalg.solve(low, half.conj().swapaxes(1, 2))        # L^-1 H L^-dagger
+    if not vectors:
+        return np.linalg.eigvalsh(reduced)
+    values, y = np.linalg.eigh(reduced)
+    return values, np.linalg.solve(low.conj().swapaxes(1, 2), y)       # c = L^-dagger y

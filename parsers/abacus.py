@@ -28,11 +28,15 @@ One file per matrix (``hrs1``, ``srs1``, ``dmrs1``; header "1 # number of spin d
 are complex, written ``(re,im)``; the spin box [2a + s, 2b + s'] of orbitals a, b becomes channel
 2 s + s' (uu, ud, du, dd) of the common object (:mod:`dftplug.blocksparse`). S must be S x 1_2
 (checked) and becomes one real channel. The DM file is **real and in Pauli form**
-(ABACUS ``density_matrix.cpp``): box entries (0,0) = n = Re(uu + dd), (0,1) = m_x = Re(ud + du),
-(1,0) = m_y = Re(i ud - i du), (1,1) = m_z = Re(uu - dd). It is read as the spinor DM
-(n + m.sigma)/2: uu = (n + m_z)/2, dd = (n - m_z)/2, ud = (m_x - i m_y)/2, du = (m_x + i m_y)/2,
-and written back with the formulas above. ABACUS keeps only this real (density-generating) part,
-so the part of a DM that is odd under (i, j, R) <-> (j, i, -R) (Im of uu + dd, ...) reads as zero.
+(ABACUS ``density_matrix.cpp``). With our DM^{ss'}_ij = sum_n f_n c_{is,n} conj(c_{js',n}) its box
+entries are (0,0) = n = Re(uu + dd), (0,1) = m_x = Re(ud + du), (1,0) = Im ud - Im du = -m_y,
+(1,1) = m_z = Re(uu - dd), where m_y = Re(i ud - i du) (= Re Tr sigma_y DM). The (1,0) sign is
+measured: the DM rebuilt from H's eigenvectors on the ``h0`` fixture (m_x, m_y != 0) matches only
+so (ABACUS's own DM is the complex conjugate of ours, for which its formula reads m_y). The file
+is read as the spinor DM (n + m.sigma)/2: uu = (n + m_z)/2, dd = (n - m_z)/2,
+ud = (m_x - i m_y)/2, du = (m_x + i m_y)/2, and written back with the formulas above. ABACUS keeps
+only this real (density-generating) part: the part of a DM that is odd under
+(i, j, R) <-> (j, i, -R) (e.g. Im(uu + dd), the orbital currents of SOC) reads as zero.
 """
 from __future__ import annotations
 
@@ -446,9 +450,9 @@ def _channels_to_blocks(channels, atoms_norb: np.ndarray) -> BlockSparse:
     return BlockSparse(atoms_norb, pairs, np.concatenate([m.with_pairs(pairs).data for m in mats]))
 
 
-# nspin-4 DM: spin boxes (n, m_x, m_y, m_z) at positions (00, 01, 10, 11) <-> channels (uu, ud, du, dd)
-PAULI_TO_SPINOR = np.array([[0.5, 0, 0, 0.5], [0, 0.5, -0.5j, 0], [0, 0.5, 0.5j, 0], [0.5, 0, 0, -0.5]])
-SPINOR_TO_PAULI = np.array([[1, 0, 0, 1], [0, 1, 1, 0], [0, 1j, -1j, 0], [1, 0, 0, -1]])
+# nspin-4 DM: spin boxes (n, m_x, -m_y, m_z) at positions (00, 01, 10, 11) <-> channels (uu, ud, du, dd)
+PAULI_TO_SPINOR = np.array([[0.5, 0, 0, 0.5], [0, 0.5, 0.5j, 0], [0, 0.5, -0.5j, 0], [0.5, 0, 0, -0.5]])
+SPINOR_TO_PAULI = np.array([[1, 0, 0, 1], [0, 1, 1, 0], [0, -1j, 1j, 0], [1, 0, 0, -1]])
 
 
 def _spin_boxes(csr: CsrFile):
