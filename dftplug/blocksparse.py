@@ -49,7 +49,8 @@ class BlockSparse:
     ----------
     norb : (natoms,) int  orbitals per atom; block (i, j, R) has shape (norb[i], norb[j]).
     pairs : (E, 5) int64  rows (i, j, R1, R2, R3), unique and sorted lexicographically.
-    data : (nspin, nnz) float64  the blocks' elements, row-major, block after block.
+    data : (nspin, nnz) float64 (complex128 for nspin-4 spinor channels)  the blocks' elements,
+                          row-major, block after block.
     """
 
     norb: np.ndarray

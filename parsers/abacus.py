@@ -32,7 +32,7 @@ are complex, written ``(re,im)``; the spin box [2a + s, 2b + s'] of orbitals a, 
 entries are (0,0) = n = Re(uu + dd), (0,1) = m_x = Re(ud + du), (1,0) = Im ud - Im du = -m_y,
 (1,1) = m_z = Re(uu - dd), where m_y = Re(i ud - i du) (= Re Tr sigma_y DM). The (1,0) sign is
 measured: the DM rebuilt from H's eigenvectors on the ``h0`` fixture (m_x, m_y != 0) matches only
-so (ABACUS's own DM is the complex conjugate of ours, for which its formula reads m_y). The file
+so (ABACUS's DM is the complex conjugate of ours; its formula -Im(ud) + Im(du) is m_y for it). The file
 is read as the spinor DM (n + m.sigma)/2: uu = (n + m_z)/2, dd = (n - m_z)/2,
 ud = (m_x - i m_y)/2, du = (m_x + i m_y)/2, and written back with the formulas above. ABACUS keeps
 only this real (density-generating) part: the part of a DM that is odd under

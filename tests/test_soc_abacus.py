@@ -45,6 +45,11 @@ def test_hermiticity_is_the_spinor_adjoint(scf):
     full = scf.H.with_pairs(scf.H.symmetric_pairs())
     assert np.abs(full.data - full.transposed().data).max() > 0.5
     assert np.abs(full.data - np.conj(full.transposed().data)).max() > 0.5
+    # hermitized() = (M + M^dagger)/2: restores a perturbed H, leaves the file's H as it is
+    noise = np.random.default_rng(0).normal(size=scf.H.data.shape + (2,)) @ np.array([1, 1j]) * 1e-2
+    bad = scf.H.copy(scf.H.data + noise)
+    assert bad.hermiticity_error() > 1e-2 and bad.hermitized().hermiticity_error() < 1e-15
+    assert np.abs((scf.H.hermitized() - scf.H).data).max() < 1e-12
 
 
 def test_electron_count_and_moment(scf):
@@ -70,6 +75,7 @@ def test_h0_smallmag_attaches_and_differs_only_in_the_density_dependent_part(scf
     scf_h = ab.read_run(SCF, with_matrices=("H", "S")).attach_h0(h0)
     d = scf_h.delta_h()
     assert np.abs(d.data).max() == pytest.approx(5.0e-2 * ab.RY_TO_EV, rel=0.02)  # README: 5.0e-2 Ry
+    assert scf_h.delta_h_stats()["max_meV"] == pytest.approx(1e3 * np.abs(d.data).max())
     # SOC (up-down channels, Im of the spin-diagonal ones) is density independent: identical files
     assert np.abs(d.data[1:3]).max() < 1e-12 and np.abs(d.data[[0, 3]].imag).max() < 1e-12
 
@@ -176,6 +182,13 @@ def test_spinor_overlap_that_is_not_s_x_identity_is_refused(tmp_path):
     path.write_text(text.replace(first, "(1.00000000e-01,0.00000000e+00)", 1))
     with pytest.raises(ParseError, match="not S x 1_2"):
         ab.read_run(run, with_matrices=("S",))
+
+
+def test_spinor_files_of_the_old_generation_are_refused(tmp_path):
+    run = _copy_scf(tmp_path)
+    (run / OUT / "hrs1_nao.csr.xz").rename(run / OUT / "data-HR-sparse_SPIN0.csr.xz")
+    with pytest.raises(ParseError, match="v3.11 csr generation only"):
+        ab.read_run(run, with_matrices=("H",))
 
 
 def test_spinor_matrices_are_not_written_in_the_old_generation(scf, tmp_path):
