@@ -17,7 +17,7 @@ def scf():
 
 
 def _abacus_bands(run):
-    kpts, weights = ab.read_kpt_info(run / OUT / "KPT.info")
+    kpts, _ = ab.read_kpt_info(run / OUT / "KPT.info")
     energies, _ = ab.read_eig_occ(run / OUT / "eig_occ.txt")
     assert energies.shape == (1, len(kpts), 34)  # nspin 4: one block of 34 spinor levels
     return kpts, energies[0]
@@ -61,7 +61,7 @@ def test_without_the_soc_terms_the_p_and_d_splittings_vanish(scf):
                                   scf.H.data[3].real]))
     no_soc = ab.read_run(SCF, with_matrices=("S",))
     no_soc.H = scalar
-    level, deg = _levels(band_energies(no_soc, [[0, 0, 0]])[0][:18])
+    _, deg = _levels(band_energies(no_soc, [[0, 0, 0]])[0][:18])
     assert deg == [6, 4, 2, 6]
 
 
