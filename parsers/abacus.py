@@ -437,6 +437,7 @@ def _log_info(text: str) -> dict:
     if ver:
         info["version"] = ver.group(1)
     info["converged"] = "CONVERGED" in text or "charge density convergence is achieved" in text
+    info["autoset_magnetism"] = "Autoset magnetism" in text
     return info
 
 
@@ -575,14 +576,22 @@ def read_run(folder, with_matrices=("H", "S", "DM")) -> Hamiltonian:
             settings["kmesh_type"] = kl[2].strip().lower()
     prov = {"code": CODE, "version": info.get("version"), "source": str(Path(folder).resolve()),
             "files": files, "scf_iterations": info.get("scf_iterations"),
-            "converged": info.get("converged")}
+            "converged": info.get("converged"), "autoset_magnetism": info.get("autoset_magnetism")}
     return Hamiltonian(atoms=atoms, basis=basis, fermi_level=info.get("fermi_level"), nelec=info.get("nelec"),
                        provenance=prov, settings=settings, **mats)
 
 
 def read_h0(folder) -> Hamiltonian:
-    """Read a zeroth-step run (``scf_nmax 1``, ``init_chg atomic``): its H is H[rho_atomic]."""
+    """Read a zeroth-step run (``scf_nmax 1``, ``init_chg atomic``): its H is H[rho_atomic].
+
+    Refuses an nspin-4 run in which ABACUS auto-set a start moment (all STRU moments <= 1e-5 muB
+    give (1, 1, 1) muB per atom): its atomic density, hence H0, is spin-polarised by a moment the
+    converged system need not have (fcc Pb: m_z = 0.31 muB, Kramers degeneracy broken by 1.2 eV)."""
     h = read_run(folder, with_matrices=("H", "S"))
+    if h.nspin == 4 and h.provenance.get("autoset_magnetism"):
+        raise ParseError(Path(folder), "ABACUS auto-set a start moment (1, 1, 1) muB ('Autoset magnetism' in "
+                                       "the log): this H0 is spin-polarised; rerun the zeroth step with an "
+                                       "explicit tiny moment on each atom line of STRU, e.g. 'mag 0.00002'")
     h.H0, h.H, h.h0_kind = h.H, None, "H[rho_atomic]"
     return h
 

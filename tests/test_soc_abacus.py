@@ -80,6 +80,11 @@ def test_h0_smallmag_attaches_and_differs_only_in_the_density_dependent_part(scf
     assert np.abs(d.data[1:3]).max() < 1e-12 and np.abs(d.data[[0, 3]].imag).max() < 1e-12
 
 
+def test_h0_with_the_autoset_start_moment_is_refused():
+    with pytest.raises(ParseError, match="auto-set a start moment"):
+        ab.read_h0(shared_run("h0"))
+
+
 @pytest.mark.parametrize("name", ["srs1_nao.csr", "dmrs1_nao.csr"])
 def test_rewrite_is_byte_identical(scf, tmp_path, name):
     (path,) = ab.write_matrix(scf, {"s": "S", "d": "DM"}[name[0]], tmp_path)
