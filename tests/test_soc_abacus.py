@@ -179,14 +179,17 @@ def test_unverified_nspin4_variants_are_refused(tmp_path, flags):
         ab.read_run(run)
 
 
-def test_spinor_overlap_that_is_not_s_x_identity_is_refused(tmp_path):
+@pytest.mark.parametrize("token, error", [("(1.00000000e-01,0.00000000e+00)", "not S x 1_2"),
+                                          ("(1.00000000e-01)", "bad value.*written \\(re,im\\)")])
+def test_bad_spinor_overlap_is_refused(tmp_path, token, error):
+    """The first S element (up-up of orbital 0) changed: S no longer S x 1_2, or a malformed value."""
     run = _copy_scf(tmp_path)
     path = run / OUT / "srs1_nao.csr"
     text = _reference(SCF / OUT / "srs1_nao.csr")
     first = _VALUE.search(text.split("# CSR values", 1)[1]).group(0)
     (path.with_name(path.name + ".xz")).unlink()
-    path.write_text(text.replace(first, "(1.00000000e-01,0.00000000e+00)", 1))
-    with pytest.raises(ParseError, match="not S x 1_2"):
+    path.write_text(text.replace(first, token, 1))
+    with pytest.raises(ParseError, match=error):
         ab.read_run(run, with_matrices=("S",))
 
 
