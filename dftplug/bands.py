@@ -25,19 +25,24 @@ class BandStructure:
     energies : (nspin, nk, nb) eV, ascending per k; NaN where an overlap direction was dropped.
     fermi_level : float | None eV, same reference as ``energies``.
     dropped : (nk,) int        overlap directions dropped per k-point (0 for a sane S).
+    complete : bool            every band from the lowest up (False: a window near E_F).
     """
 
     path: BandPath
     energies: np.ndarray
     fermi_level: float | None
     dropped: np.ndarray
+    complete: bool = True
 
     def axis(self):
         """(x (nk,), special x (m,), labels (m,)): path length in 1/Å (ase, without 2π)."""
         return self.path.get_linear_kpoint_axis()
 
     def gap(self) -> dict:
-        """Band edges around E_F over all spins and k: VBM, CBM, gap (0 for a metal), direct?"""
+        """Band edges around E_F over all spins and k: VBM, CBM, gap (0 for a metal), direct?
+
+        Metal: the number of states below E_F changes along the path in some spin channel
+        (unknown, None, for a window of bands; the gap is then CBM − VBM of the window)."""
         if self.fermi_level is None:
             raise DftplugError("the band gap needs a Fermi level")
         e = self.energies
@@ -45,8 +50,8 @@ class BandStructure:
         above = np.where(e > self.fermi_level, e, np.inf)
         kv = np.unravel_index(np.argmax(below), e.shape)[1]
         kc = np.unravel_index(np.argmin(above), e.shape)[1]
-        # a band with states on both sides of E_F along the path makes a metal
-        metal = bool(np.any((np.nanmin(e, axis=1) < self.fermi_level) & (np.nanmax(e, axis=1) > self.fermi_level)))
+        counts = np.sum(e <= self.fermi_level, axis=-1)                      # (nspin, nk)
+        metal = bool(np.any(counts != counts[:, :1])) if self.complete else None
         vbm, cbm = float(below.max()), float(above.min())
         return {"vbm_eV": vbm, "cbm_eV": cbm, "gap_eV": 0.0 if metal else cbm - vbm,
                 "direct": bool(kv == kc) and not metal, "metal": metal}
@@ -101,7 +106,7 @@ def bands_near(h: Hamiltonian, path: BandPath, count: int = 8, energy: float | N
         sk = ssum.sparse(k)
         for s in range(h.H.nspin):
             out[s, ik] = eigenvalues_near(hsum.sparse(k, s), sk, energy, count)
-    return BandStructure(path, out, h.fermi_level, np.zeros(len(path.kpts), dtype=np.int64))
+    return BandStructure(path, out, h.fermi_level, np.zeros(len(path.kpts), dtype=np.int64), complete=False)
 
 
 def max_band_difference(ours: np.ndarray, reference: np.ndarray, shift: float = 0.0) -> float:

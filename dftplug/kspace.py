@@ -38,14 +38,21 @@ class BlochSum:
         self.nspin = mat.nspin
         self.values = values                       # (nspin, nnz), element order of ``mat.data``
         self.rows, self.cols = rows, cols
-        self.cells, self.cell_index = np.unique(cells, axis=0, return_inverse=True)
-        self.cell_index = self.cell_index.reshape(-1)
-        # CSR skeleton of the union over R of the stored (row, col) positions
-        pos, self._slot = np.unique(rows * self.nao + cols, return_inverse=True)
-        self._slot = self._slot.reshape(-1)
-        self._indices = pos % self.nao
-        self._indptr = np.searchsorted(pos // self.nao, np.arange(self.nao + 1))
+        span = 2 * np.abs(cells).max(initial=0) + 1                    # integer code of each R
+        code = ((cells[:, 0] * span + cells[:, 1]) * span + cells[:, 2])
+        _, first, self.cell_index = np.unique(code, return_index=True, return_inverse=True)
+        self.cells, self.cell_index = cells[first], self.cell_index.reshape(-1)
+        self._csr = None
         self._stack = None
+
+    def _skeleton(self):
+        """CSR skeleton of the union over R of the stored (row, col) positions, and the slot
+        of every stored element in it."""
+        if self._csr is None:
+            pos, slot = np.unique(self.rows * self.nao + self.cols, return_inverse=True)
+            indptr = np.searchsorted(pos // self.nao, np.arange(self.nao + 1))
+            self._csr = (slot.reshape(-1), pos % self.nao, indptr)
+        return self._csr
 
     def phases(self, kpts) -> np.ndarray:
         """e^{i2πk·R}, shape (nk, nR)."""
@@ -53,10 +60,10 @@ class BlochSum:
 
     def sparse(self, k, spin: int = 0) -> sp.csr_matrix:
         """M(k) of one k-point as a CSR matrix (nao, nao); memory ∝ stored elements."""
+        slot, indices, indptr = self._skeleton()
         ph = self.phases(k)[0][self.cell_index] * self.values[spin]
-        vals = (np.bincount(self._slot, ph.real, len(self._indices))
-                + 1j * np.bincount(self._slot, ph.imag, len(self._indices)))
-        return sp.csr_matrix((vals, self._indices, self._indptr), shape=(self.nao, self.nao))
+        vals = np.bincount(slot, ph.real, len(indices)) + 1j * np.bincount(slot, ph.imag, len(indices))
+        return sp.csr_matrix((vals, indices, indptr), shape=(self.nao, self.nao))
 
     def dense(self, kpts) -> np.ndarray:
         """M(k) for many k-points, shape (nspin, nk, nao, nao); one matrix product over R.
