@@ -27,6 +27,24 @@ class DensityMatrix:
     dropped: int
 
 
+def _mesh_settings(h: Hamiltonian, mesh, smearing, nelec):
+    """The run's k-mesh, smearing and electron count where not given explicitly."""
+    mesh = mesh if mesh is not None else h.settings.get("kmesh")
+    nelec = nelec if nelec is not None else h.nelec
+    if mesh is None or nelec is None or h.H is None or h.S is None:
+        raise DftplugError("filling a k-mesh needs H, S, a k-mesh and an electron count")
+    return mesh, smearing or Smearing.from_settings(h.settings), nelec
+
+
+def mesh_fermi_level(h: Hamiltonian, mesh=None, smearing: Smearing | None = None, nelec: float | None = None,
+                     tolerance: float = OVERLAP_TOLERANCE) -> float:
+    """E_F (eV) of ``h.H`` filled with ``nelec`` electrons on a Γ-centred ``mesh`` (run defaults)."""
+    mesh, smearing, nelec = _mesh_settings(h, mesh, smearing, nelec)
+    kpts, weights = monkhorst_pack(mesh)
+    sol = solve_at(h.H, h.S, kpts, vectors=False, tolerance=tolerance)
+    return fermi_level(sol.energies, weights, nelec, smearing)
+
+
 def density_matrix(h: Hamiltonian, mesh=None, smearing: Smearing | None = None, nelec: float | None = None,
                    pairs: np.ndarray | None = None, tolerance: float = OVERLAP_TOLERANCE,
                    progress: bool = False) -> DensityMatrix:
@@ -35,11 +53,7 @@ def density_matrix(h: Hamiltonian, mesh=None, smearing: Smearing | None = None, 
     Defaults come from the run: ``h.settings['kmesh']``, its smearing, ``h.nelec``. ``pairs``
     (E, 5) is the block pattern of the result (default: that of H).
     """
-    mesh = mesh if mesh is not None else h.settings.get("kmesh")
-    nelec = nelec if nelec is not None else h.nelec
-    if mesh is None or nelec is None or h.H is None or h.S is None:
-        raise DftplugError("DM(R) needs H, S, a k-mesh and an electron count")
-    smearing = smearing or Smearing.from_settings(h.settings)
+    mesh, smearing, nelec = _mesh_settings(h, mesh, smearing, nelec)
     kpts, weights = monkhorst_pack(mesh)
     sol = solve_at(h.H, h.S, kpts, tolerance=tolerance, progress=progress)
     ef = fermi_level(sol.energies, weights, nelec, smearing)

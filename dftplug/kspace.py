@@ -94,21 +94,24 @@ class Eigensolution:
     """Solutions of H(k) c = ε S(k) c for a batch of k-points.
 
     energies : (..., nao) eV, ascending; NaN for dropped overlap directions (at the top).
-    vectors : (..., nao, nao) columns c_n with c_n† S c_m = δ_nm (zero for dropped directions).
+    vectors : (..., nao, nao) columns c_n with c_n† S c_m = δ_nm (zero for dropped directions),
+              or None when not asked for.
     dropped : (...,) int  overlap directions removed per k-point (eig S < tolerance).
     """
 
     energies: np.ndarray
-    vectors: np.ndarray
+    vectors: np.ndarray | None
     dropped: np.ndarray
 
 
-def solve_generalized(hk: np.ndarray, sk: np.ndarray, tolerance: float = OVERLAP_TOLERANCE) -> Eigensolution:
+def solve_generalized(hk: np.ndarray, sk: np.ndarray, tolerance: float = OVERLAP_TOLERANCE,
+                      vectors: bool = True) -> Eigensolution:
     """Batched H c = ε S c by canonical orthogonalisation (Löwdin 1970).
 
     S = U s U†; X = U s^{-1/2} restricted to s > ``tolerance``; H' = X† H X is diagonalised and
     c = X v. Directions with s <= tolerance are dropped (their energy is NaN, count in
-    ``dropped``) instead of producing ghost states. hk, sk: (..., n, n) Hermitian.
+    ``dropped``) instead of producing ghost states. hk, sk: (..., n, n) Hermitian;
+    ``vectors`` False skips the eigenvectors of H' (``vectors`` of the result is then None).
     """
     s, u = np.linalg.eigh(sk)
     keep = s > tolerance
@@ -118,9 +121,9 @@ def solve_generalized(hk: np.ndarray, sk: np.ndarray, tolerance: float = OVERLAP
     big = 1e6 * (1.0 + np.abs(hk).max())
     idx = np.arange(hk.shape[-1])
     hp[..., idx, idx] += np.where(keep, 0.0, big)
-    e, v = np.linalg.eigh(hp)
+    e, v = np.linalg.eigh(hp) if vectors else (np.linalg.eigvalsh(hp), None)
     ghost = e > 0.5 * big
-    return Eigensolution(np.where(ghost, np.nan, e), (x @ v) * ~ghost[..., None, :],
+    return Eigensolution(np.where(ghost, np.nan, e), (x @ v) * ~ghost[..., None, :] if vectors else None,
                          np.sum(~keep, axis=-1))
 
 
@@ -153,7 +156,7 @@ def solve_at(H: BlockSparse, S: BlockSparse, kpts, vectors: bool = True,
         k = kpts[a:a + step]
         sk = ssum.dense(k)[0]
         for s, hk in enumerate(hsum.dense(k)):
-            sol = solve_generalized(hk, sk, tolerance)
+            sol = solve_generalized(hk, sk, tolerance, vectors)
             energies[s, a:a + step] = sol.energies
             if vectors:
                 vecs[s, a:a + step] = sol.vectors

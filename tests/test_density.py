@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from dftplug.density import density_matrix
+from dftplug.density import density_matrix, mesh_fermi_level
 from dftplug.dos import density_of_states, orbital_groups
 from dftplug.occupations import Smearing
 from dftplug.parsers import abacus as ab
@@ -75,3 +75,8 @@ def test_spin_dos_counts_each_channel():
     assert dos.total.shape[0] == 2
     assert dos.electrons_below() == pytest.approx(16.0, abs=1e-3)
     assert dos.integrated()[:, -1] == pytest.approx([27, 27], abs=1e-4)  # one state per band and spin
+
+
+def test_mesh_fermi_level_without_code_value(si):
+    assert mesh_fermi_level(si) == pytest.approx(6.8540585132, abs=1e-3)
+    assert mesh_fermi_level(si, nelec=10) > 7.1  # two more electrons go into the conduction band

@@ -8,6 +8,7 @@ from ase.calculators.calculator import kptdensity2monkhorstpack
 
 from dftplug.bandio import plot_bands, plot_dos, write_bands, write_dos
 from dftplug.bands import band_structure, bands_near, standard_path
+from dftplug.density import mesh_fermi_level
 from dftplug.dos import density_of_states
 from dftplug.errors import DftplugError
 from dftplug.hamiltonian import Hamiltonian
@@ -40,8 +41,12 @@ def load_hamiltonian(source) -> Hamiltonian:
 @click.option("-v", "--verbose", is_flag=True, help="progress bar")
 @reports_errors
 def bands(source, outdir, path, npoints, near, as_json, verbose):
-    """Band structure of SOURCE (run folder) along a k-path: bands.txt, bands.h5, bands.png."""
+    """Band structure of SOURCE (run folder) along a k-path: bands.txt, bands.h5, bands.png.
+
+    Energies are on the run's own scale; E_F is the run's, or found on its k-mesh if it has none."""
     h = load_hamiltonian(source)
+    if h.fermi_level is None and h.nelec is not None and "kmesh" in h.settings:
+        h.fermi_level = mesh_fermi_level(h)
     kpath = standard_path(h, path, npoints)
     bs = bands_near(h, kpath, near, progress=verbose) if near else band_structure(h, kpath, progress=verbose)
     files = write_bands(bs, outdir) + [plot_bands(bs, Path(outdir) / "bands.png", title=h.atoms.get_chemical_formula())]
