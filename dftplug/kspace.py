@@ -110,7 +110,8 @@ def solve_generalized(hk: np.ndarray, sk: np.ndarray, tolerance: float = OVERLAP
 
     S = U s U†; X = U s^{-1/2} restricted to s > ``tolerance``; H' = X† H X is diagonalised and
     c = X v. Directions with s <= tolerance are dropped (their energy is NaN, count in
-    ``dropped``) instead of producing ghost states. hk, sk: (..., n, n) Hermitian;
+    ``dropped``) instead of producing ghost states. hk (..., n, n) and sk (..., n, n) Hermitian,
+    broadcast against each other (e.g. hk with a leading spin axis, one S for both spins);
     ``vectors`` False skips the eigenvectors of H' (``vectors`` of the result is then None).
     """
     s, u = np.linalg.eigh(sk)
@@ -130,8 +131,9 @@ def solve_generalized(hk: np.ndarray, sk: np.ndarray, tolerance: float = OVERLAP
 def eigenvalues_near(hk: sp.spmatrix, sk: sp.spmatrix, energy: float, count: int) -> np.ndarray:
     """The ``count`` eigenvalues of H c = ε S c closest to ``energy`` (eV), ascending.
 
-    Shift-invert Lanczos (ARPACK via scipy ``eigsh``, sparse LU of H − energy·S): cost grows
-    with the fill-in of that LU, not with nao³, so a 10,000-atom H(k) is fine."""
+    Shift-invert Lanczos (ARPACK via scipy ``eigsh``, SuperLU of H − energy·S): cost and memory
+    follow the fill-in of that LU, not nao³ — small for elongated or slab-like cells, larger for
+    compact 3D ones (``scripts/bench_bands.py`` measures both)."""
     vals = spla.eigsh(hk.tocsc(), k=count, M=sk.tocsc(), sigma=energy, which="LM",
                       return_eigenvectors=False)
     return np.sort(vals.real)
@@ -151,14 +153,14 @@ def solve_at(H: BlockSparse, S: BlockSparse, kpts, vectors: bool = True,
     energies = np.empty((H.nspin, nk, n))
     vecs = np.empty((H.nspin, nk, n, n), complex) if vectors else None
     dropped = np.zeros(nk, dtype=np.int64)
-    step = max(1, 2 ** 22 // (n * n))
-    for a in tqdm(range(0, nk, step), disable=not progress, desc="k-points", unit="batch"):
-        k = kpts[a:a + step]
-        sk = ssum.dense(k)[0]
-        for s, hk in enumerate(hsum.dense(k)):
-            sol = solve_generalized(hk, sk, tolerance, vectors)
-            energies[s, a:a + step] = sol.energies
+    step = max(1, min(64, 2 ** 22 // (n * n)))
+    with tqdm(total=nk, disable=not progress, desc="k-points", unit="k") as bar:
+        for a in range(0, nk, step):
+            k = kpts[a:a + step]
+            sol = solve_generalized(hsum.dense(k), ssum.dense(k)[0], tolerance, vectors)
+            energies[:, a:a + step] = sol.energies
             if vectors:
-                vecs[s, a:a + step] = sol.vectors
-        dropped[a:a + step] = sol.dropped
+                vecs[:, a:a + step] = sol.vectors
+            dropped[a:a + step] = sol.dropped
+            bar.update(len(k))
     return Eigensolution(energies, vecs, dropped)
