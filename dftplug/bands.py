@@ -79,7 +79,7 @@ def explicit_path(h: Hamiltonian, kpts, special: dict[str, np.ndarray] | None = 
     special = special or {}
     kpts = np.asarray(kpts, dtype=float)
     names = [next((n for n, v in special.items() if np.allclose(k, v)), None) for k in kpts]
-    path = "".join(n for n in names if n) or ""
+    path = "".join(n for n in names if n)
     return BandPath(h.atoms.cell, kpts=kpts, special_points=special, path=path)
 
 

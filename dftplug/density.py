@@ -1,6 +1,6 @@
 """Density matrix DM(R) from H(R), S(R): the starting guess a restarted SCF reads.
 
-DM_ij(R) = Re Σ_k w_k ρ_ij(k) e^{−i2πk·R},  ρ(k) = Σ_n f_nk c_nk c_nk†,  f_nk = (2/nspin) w θ_nk
+DM_ij(R) = Re Σ_k w_k ρ_ij(k) e^{−i2πk·R},  ρ(k) = Σ_n f_nk c_nk c_nk†,  f_nk = (2/nspin) θ_nk
 (nspin 1: spin-summed, Tr(DM S) = N; nspin 2: one DM per spin, Tr = N_up, N_down), with
 H(k) c = ε S(k) c, H(k) = Σ_R H(R) e^{i2πk·R} and one Fermi level for both spins.
 """
@@ -51,7 +51,9 @@ def density_matrix(h: Hamiltonian, mesh=None, smearing: Smearing | None = None, 
     """DM(R) of ``h.H``, ``h.S`` filled with ``nelec`` electrons on a Γ-centred ``mesh``.
 
     Defaults come from the run: ``h.settings['kmesh']``, its smearing, ``h.nelec``. ``pairs``
-    (E, 5) is the block pattern of the result (default: that of H).
+    (E, 5) is the block pattern of the result (default: that of H, which covers every pair of
+    overlapping orbitals; a code may store more, e.g. ABACUS graphene's DM has 48 blocks
+    between orbitals that do not overlap, which add nothing to the density).
     """
     mesh, smearing, nelec = _mesh_settings(h, mesh, smearing, nelec)
     kpts, weights = monkhorst_pack(mesh)
@@ -59,7 +61,8 @@ def density_matrix(h: Hamiltonian, mesh=None, smearing: Smearing | None = None, 
     ef = fermi_level(sol.energies, weights, nelec, smearing)
     occ = (2.0 / h.H.nspin) * smearing.occupation(sol.energies, ef)          # (nspin, nk, nb)
     pairs = h.H.pairs if pairs is None else np.asarray(pairs)
-    pattern = BlockSparse(h.H.norb, pairs, np.zeros((1, int(np.sum(h.H.norb[pairs[:, 0]] * h.H.norb[pairs[:, 1]])))))
+    size = int(np.sum(h.H.norb[pairs[:, 0]] * h.H.norb[pairs[:, 1]]))
+    pattern = BlockSparse(h.H.norb, pairs, np.zeros((1, size)))
     fold = BlochSum(pattern)
     data = np.stack([
         fold.real_space(np.einsum("kin,kn,kjn->kij", c, f, np.conj(c), optimize=True), weights, kpts)

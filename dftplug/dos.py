@@ -1,9 +1,10 @@
 """Density of states on a k-mesh, total and projected (Mulliken) per species and shell.
 
 DOS_s(E) = (2/nspin) Σ_kn w_k δ_σ(E − ε_skn),  PDOS_s,g(E) = (2/nspin) Σ_kn w_k q_skn,g δ_σ(E − ε_skn)
-with the Mulliken weight q_kn,g = Σ_{μ∈g} Re(c_μ* (S(k) c)_μ) (Σ_g q = 1) and δ_σ the derivative
-of the occupation smearing (:meth:`Smearing.delta`, Gaussian by default), so that
-∫_{−∞}^{E_F} DOS = N exactly when E_F comes from the same smearing. States / eV / cell.
+with the Mulliken weight q_kn,g = Σ_{μ∈g} Re(c_μ* (S(k) c)_μ) (Σ_g q = 1) and the Gaussian
+δ_σ(x) = e^{−(x/σ)²}/(σ√π) — the derivative of the Gaussian occupation of the same σ
+(:meth:`Smearing.delta`), so ∫_{−∞}^{E_F} DOS = N exactly when E_F comes from that smearing.
+States / eV / cell.
 """
 from __future__ import annotations
 

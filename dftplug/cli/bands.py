@@ -65,7 +65,8 @@ def bands(source, outdir, path, npoints, near, as_json, verbose):
 @main.command("dos")
 @click.argument("source", type=click.Path(exists=True))
 @click.option("-o", "--outdir", required=True, type=click.Path(file_okay=False), help="output folder")
-@click.option("--sigma", default=0.1, show_default=True, help="Gaussian width of the DOS (eV)")
+@click.option("--sigma", default=0.1, show_default=True,
+              help="Gaussian width σ of the DOS in eV: e^{-(E/σ)²}/(σ√π)")
 @click.option("--mesh", nargs=3, type=int, default=None, help="Γ-centred k-mesh (default: the run's)")
 @click.option("--json", "as_json", is_flag=True, help="print a JSON summary (Fermi level, electron count)")
 @click.option("-v", "--verbose", is_flag=True, help="progress bar")
