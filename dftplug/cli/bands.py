@@ -56,6 +56,9 @@ def bands(source, outdir, path, npoints, near, as_json, verbose):
                "files": [str(f) for f in files]}
     if bs.fermi_level is not None:
         summary.update(bs.gap())
+    if summary["dropped_overlap_directions"]:
+        click.echo(f"dftplug: warning: S(k) is near-singular, dropped up to "
+                   f"{summary['dropped_overlap_directions']} overlap directions per k-point", err=True)
     if as_json:
         emit_json(summary)
     elif verbose:
