@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import scipy.linalg
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 from tqdm import tqdm
@@ -106,14 +107,24 @@ class Eigensolution:
 
 def solve_generalized(hk: np.ndarray, sk: np.ndarray, tolerance: float = OVERLAP_TOLERANCE,
                       vectors: bool = True) -> Eigensolution:
-    """Batched H c = ε S c by canonical orthogonalisation (Löwdin 1970).
+    """Batched H c = ε S c, guarded against a near-singular S.
 
-    S = U s U†; X = U s^{-1/2} restricted to s > ``tolerance``; H' = X† H X is diagonalised and
-    c = X v. Directions with s <= tolerance are dropped (their energy is NaN, count in
-    ``dropped``) instead of producing ghost states. hk (..., n, n) and sk (..., n, n) Hermitian,
-    broadcast against each other (e.g. hk with a leading spin axis, one S for both spins);
-    ``vectors`` False skips the eigenvectors of H' (``vectors`` of the result is then None).
+    hk (..., n, n) and sk (..., n, n) Hermitian, broadcast against each other (e.g. hk with a
+    leading spin axis, one S for both spins); ``vectors`` False skips the eigenvectors (``vectors``
+    of the result is then None). Where every S(k) has all eigenvalues above ``tolerance``, LAPACK's
+    Cholesky-based solver (scipy ``eigh(H, S)``) is used; otherwise canonical orthogonalisation
+    (Löwdin 1970): S = U s U†, X = U s^{-1/2} restricted to s > ``tolerance``, H' = X† H X,
+    c = X v. The dropped directions get energy NaN (counted in ``dropped``) instead of becoming
+    ghost states.
     """
+    if np.all(np.linalg.eigvalsh(sk)[..., 0] > tolerance):
+        hb, sb = np.broadcast_arrays(hk, sk)
+        n = hb.shape[-1]
+        flat = [scipy.linalg.eigh(h, s, eigvals_only=not vectors, check_finite=False)
+                for h, s in zip(hb.reshape(-1, n, n), sb.reshape(-1, n, n))]
+        energies = np.stack([f[0] for f in flat] if vectors else flat).reshape(hb.shape[:-1])
+        vecs = np.stack([f[1] for f in flat]).reshape(hb.shape) if vectors else None
+        return Eigensolution(energies, vecs, np.zeros(sk.shape[:-2], dtype=np.int64))
     s, u = np.linalg.eigh(sk)
     keep = s > tolerance
     x = u * np.where(keep, 1.0 / np.sqrt(np.where(keep, s, 1.0)), 0.0)[..., None, :]

@@ -43,10 +43,12 @@ def test_eigensolver_matches_scipy_and_is_s_orthonormal(si):
     hk, sk = BlochSum(si.H).dense(K)[0], BlochSum(si.S).dense(K)[0]
     sol = solve_generalized(hk, sk)
     for a in range(len(K)):
-        assert np.abs(sol.energies[a] - sl.eigh(hk[a], sk[a], eigvals_only=True)).max() < 1e-9
-        c = sol.vectors[a]
+        c, e = sol.vectors[a], sol.energies[a]
+        assert np.abs(hk[a] @ c - sk[a] @ c * e).max() < 1e-9        # H c = ε S c
         assert np.abs(c.conj().T @ sk[a] @ c - np.eye(len(c))).max() < 1e-9
     assert sol.dropped.tolist() == [0, 0, 0]
+    alone = solve_generalized(hk, sk, vectors=False)
+    assert alone.vectors is None and np.abs(alone.energies - sol.energies).max() < 1e-10
 
 
 def test_singular_overlap_is_dropped_not_a_ghost(si):
@@ -58,6 +60,9 @@ def test_singular_overlap_is_dropped_not_a_ghost(si):
     h2, s2 = t.conj().T @ hk @ t, t.conj().T @ sk @ t
     sol = solve_generalized(h2, s2)
     assert sol.dropped == 1 and np.isnan(sol.energies[-1])
+    c = sol.vectors[:, :26]
+    assert np.abs(h2 @ c - s2 @ c * sol.energies[:26]).max() < 1e-9
+    assert np.abs(c.conj().T @ s2 @ c - np.eye(26)).max() < 1e-9
     exact = sl.eigh(hk, sk, eigvals_only=True)
     assert np.abs(sol.energies[:26] - exact).max() < 1e-7
     plain = sl.eigh(h2, s2, eigvals_only=True)  # Cholesky of a numerically singular S
