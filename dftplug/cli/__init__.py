@@ -40,7 +40,7 @@ def main():
 
 
 def _register():
-    from . import convert  # noqa: F401  (each module adds its commands to ``main``)
+    from . import bands, convert  # noqa: F401  (each module adds its commands to ``main``)
 
 
 _register()
