@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from dftplug.cli import main
 from dftplug.dataset import read_dataset
 from dftplug.errors import ParseError
-from dftplug.kspace_soc import band_energies, dense_by_cell, generalized_eigh, spinor_bloch_sum
+from dftplug.kspace_soc import band_energies, dense_by_cell, density_matrix
 from dftplug.parsers import siesta as si
 
 from .conftest import FIXTURES, shared_path
@@ -20,7 +20,7 @@ from .test_sislio import kpoints
 from .test_soc_symmetry import CUBIC, _cell_map, _relabel
 
 PT = FIXTURES / "soc" / "siesta" / "pt_fcc"
-KT_300K = 300 * 8.617333262e-5  # eV
+KB_EV = 8.617333262e-5  # Boltzmann constant, eV/K
 
 
 @pytest.fixture(scope="module")
@@ -107,23 +107,17 @@ def test_electron_count_moment_and_hermiticity(scf):
     assert herm["H"] < 1e-9 and herm["H0"] < 1e-9 and herm["S"] < 1e-9 and herm["DM"] < 1e-14
 
 
-def _rebuilt_dm(h, kpts):
-    """DM^{ss'}(R) = sum_k w e^{-2 pi i k.R} sum_n f c_s conj(c_s') from H's eigenvectors, with
-    SIESTA's Fermi-Dirac occupations (E_F, kT of the TSHS), on the cells of h.DM: (nR, 4, no, no)."""
-    e, c = generalized_eigh(spinor_bloch_sum(h.H, kpts), spinor_bloch_sum(h.S, kpts), vectors=True)
-    occ = 0.5 * (1 - np.tanh((e - h.fermi_level) / (2 * h.settings["smearing_kT_eV"]))) / len(kpts)
-    cells, _ = dense_by_cell(h.DM)
-    rho_k = np.einsum("kan,kn,kbn->kab", c, occ, c.conj())
-    rho = np.einsum("kr,kab->rab", np.exp(-2j * np.pi * kpts @ cells.T), rho_k, optimize=True)
-    n = rho.shape[-1] // 2
-    return rho.reshape(len(cells), n, 2, n, 2).transpose(0, 2, 4, 1, 3).reshape(len(cells), 4, n, n)
+def fermi_dirac(fermi_level, kt, nk):
+    """Occupations of nk equally weighted k-points: Fermi-Dirac at E_F and kT (eV)."""
+    return lambda e: 0.5 * (1 - np.tanh((e - fermi_level) / (2 * kt))) / nk
 
 
 def test_dm_is_rebuilt_from_the_eigenvectors_of_h(scf):
     """Pins the DM's components 5-8 (not checked in the README) against H's convention."""
-    assert scf.settings["smearing_kT_eV"] == pytest.approx(KT_300K, rel=1e-5)
-    want = _rebuilt_dm(scf, grid_kpoints(scf))
-    _, got = dense_by_cell(scf.DM)
+    assert scf.settings["smearing_kT_eV"] == pytest.approx(300 * KB_EV, rel=1e-5)
+    kpts = grid_kpoints(scf)
+    cells, got = dense_by_cell(scf.DM)
+    want = density_matrix(scf, kpts, fermi_dirac(scf.fermi_level, scf.settings["smearing_kT_eV"], len(kpts)), cells)
     stored = np.any(got != 0, axis=1, keepdims=True)  # SIESTA keeps the elements of its sparsity only
     assert stored.sum() > 14000  # of 14446
     assert np.abs(np.where(stored, want - got, 0)).max() < 1e-7  # measured 5e-9
