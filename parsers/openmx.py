@@ -49,7 +49,9 @@ Conventions converted here (and nowhere else)
   for conj(H) (the sign of i), and the DM rebuilt from H's eigenvectors with OpenMX's occupations
   equals the DM read (``tests/test_soc_openmx.py``). Writing splits Im ud as the template's iHNL[2]
   (the density-independent spin-orbit part) plus H[3] = the rest, and Im uu, Im dd go to iHNL[0..1];
-  du is not written (use ``H.hermitized()`` for a non-Hermitian prediction).
+  du is not written (use ``H.hermitized()`` for a non-Hermitian prediction). The fixture is
+  non-magnetic: H[3] (the non-collinear exchange field's part of Im ud) is <= 6.6e-10 Ha, so its sign
+  is the source's, untested; files with |H[3]| > 1e-6 Ha (non-collinear magnetism) are refused.
 * writing: a matrix element whose converted value equals the file's to 1e-13 of the matrix's largest
   element (the round-off of the unit and basis conversion is ~2e-15) is written with the file's own bits.
 """
@@ -80,6 +82,7 @@ CLUSTER_SOLVERS = {2, 7, 9, 12}  # Cluster, Cluster-DIIS, Cluster2, Cluster-LNO:
 H0_SIBLINGS = ("scf_iter1", "h0")
 POSTPROCESS_FILE = "overlap.scfout"
 WRITE_SNAP_RTOL = 1e-13
+NONCOLLINEAR_XC_MAX_HA = 1e-6  # SpinP_switch 3: largest |H[3]| read (see _check_non_magnetic)
 
 # OpenMX's m order per l as (m_std, sign): see the module docstring.
 OPENMX_ORDER = {
@@ -407,6 +410,15 @@ def _spinor_to_file(stored: np.ndarray, scf: Scfout, name: str) -> dict[str, np.
     return out
 
 
+def _check_non_magnetic(scf: Scfout, path) -> None:
+    """Refuse SpinP_switch 3 files with a non-collinear exchange field: the sign of H[3] (its part of
+    Im H_ud) follows the source only, the verified fixture has |H[3]| <= 6.6e-10 Ha."""
+    h3 = float(np.abs(scf.matrix("H")[3]).max(initial=0.0))
+    if h3 > NONCOLLINEAR_XC_MAX_HA:
+        raise ParseError(path, f"non-collinear magnetism (|H[3]| up to {h3:.3g} Ha) is not supported: only "
+                               "non-magnetic SpinP_switch 3 files are verified (the sign of H[3] is not)")
+
+
 def _with_down_up(stored: BlockSparse) -> BlockSparse:
     """(uu, ud, dd) -> the common object's (uu, ud, du, dd), du = adjoint of ud (not stored)."""
     du = stored.copy(stored.data[1:2]).adjoint().data[0]
@@ -433,6 +445,8 @@ def scfout_to_hamiltonian(scf: Scfout, path) -> Hamiltonian:
     kinds, umats = _kinds_umats(h)
     postprocess = scf.is_postprocess()
     spinor = scf.spinp_switch == 3
+    if spinor:
+        _check_non_magnetic(scf, path)
     for name in ("H", "S") if postprocess else ("H", "S", "DM"):
         stored = _spinor_from_file(scf, name) if spinor and name != "S" else scf.matrix(name)
         mat = BlockSparse(scf.tno, pairs, stored[:, perm] * _unit(name, scf.spinp_switch))

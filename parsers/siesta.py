@@ -56,8 +56,9 @@ combines into one complex 2x2 spin box X (``Src/diag3k.F``; ``dftu_so.F`` spells
   H^{ss'}_{io,jo} = <io s|H|jo s'> = conj(X^{s's}): uu = c1 - i c5, ud = c7 - i c8, du = c3 + i c4,
   dd = c2 - i c6. Its sign of i is pinned by the cubic symmetry of fcc Pt ((D x U) H (D x U)^dagger = H
   fails for conj(H)), the eigenvalues by the ``.EIG`` (tests/test_soc_siesta.py).
-* Non-collinear files without SOC (nspin 4) and spin-orbit files of other versions are refused:
-  no fixture verifies them.
+* Non-collinear files without SOC (nspin 4), spin-orbit HSX files and spin-orbit files of other
+  versions are refused: no fixture verifies them. The fixture is non-magnetic (no exchange field in
+  components 3, 4, 7, 8); those components follow the same box X, taken from the source.
 
 Writing
 -------
@@ -128,6 +129,9 @@ def _check_spin(hs: "SparseFile", version: str | None) -> None:
     if hs.nspin == 4:
         raise ParseError(hs.path, "nspin 4 (non-collinear spin without spin-orbit) is not supported: "
                                   "no fixture verifies its component signs")
+    if hs.nspin == 8 and hs.kind != "TSHS":
+        raise ParseError(hs.path, "spin-orbit is supported from the TSHS (TS.HS.Save true) only; "
+                                  "the float32 HSX layout of nspin 8 is not verified")
     if hs.nspin == 8 and not str(version).startswith("4.1"):
         raise ParseError(hs.path, f"spin-orbit (nspin 8) from SIESTA {version}: only the 4.1 layout "
                                   "(verified on 4.1.5) is supported")

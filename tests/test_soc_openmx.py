@@ -9,7 +9,7 @@ from click.testing import CliRunner
 
 from dftplug.cli import main
 from dftplug.dataset import read_dataset
-from dftplug.errors import MismatchError
+from dftplug.errors import MismatchError, ParseError
 from dftplug.kspace_soc import band_energies, dense_by_cell, density_matrix
 from dftplug.parsers import openmx as om
 
@@ -125,6 +125,8 @@ def test_h0_forms_agree_and_differ_from_h_in_the_density_dependent_part(scf):
     assert np.abs(d.data).max() / HA == pytest.approx(3.65e-2, abs=5e-5)
     assert not np.any(d.data[[0, 3]].imag)  # Im uu, Im dd: iHNL[0], iHNL[1] only
     assert np.abs(d.data[1:3]).max() < 1e-7  # H[2], H[3]: <= 6.6e-10 Ha
+    iter1 = om.read_run(run("scf_iter1"))  # as a plain run: the DM of H0's eigenvectors
+    assert iter1.electron_count() == pytest.approx([8.0, 8.0], abs=1e-9)
 
 
 # ------------------------------------------------------------------ writer
@@ -168,3 +170,13 @@ def test_convert_keeps_complex_data(scf, tmp_path):
     for name in ("H", "S", "H0", "DM"):
         a, b = getattr(h, name), getattr(scf, name)
         assert a.data.dtype == b.data.dtype and np.array_equal(a.pairs, b.pairs) and np.array_equal(a.data, b.data)
+
+
+def test_non_collinear_magnetism_is_refused(tmp_path):
+    """H[3] (sign from the source only; <= 6.6e-10 Ha in the non-magnetic fixture) set to 1e-3 Ha."""
+    raw = om.read_scfout_raw(om.find_scfout(run("scf")))
+    blocks = raw.blocks.copy()
+    blocks[raw.layout["H"].start + 3] += 1e-3
+    path = replace(raw, blocks=blocks).write(tmp_path / "magnetic.scfout")
+    with pytest.raises(ParseError, match="non-collinear magnetism .* not supported"):
+        om.read_scfout(path)

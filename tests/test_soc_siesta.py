@@ -3,6 +3,7 @@
 import json
 import lzma
 import re
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -12,6 +13,8 @@ from dftplug.cli import main
 from dftplug.dataset import read_dataset
 from dftplug.errors import ParseError
 from dftplug.kspace_soc import band_energies, dense_by_cell, density_matrix
+from dftplug.blocksparse import BlockSparse
+from dftplug.parsers import abacus as ab
 from dftplug.parsers import siesta as si
 
 from .conftest import FIXTURES, shared_path
@@ -204,7 +207,20 @@ def test_round_trip_equals_siestas_files(scf, tmp_path):
 
 def test_h_in_holds_h_components_in_ry(scf, tmp_path):
     f = si.read_dm(si.write_h_in(scf, tmp_path / "H_IN"))
-    assert f.nspin == 8 and np.abs(f.values["DM"] - si.read_tshs(PT / "scf" / "pt_fcc.TSHS").values["H"]).max() < 1e-15
+    ref = si.read_tshs(PT / "scf" / "pt_fcc.TSHS")
+    assert f.nspin == 8 and np.abs(f.values["DM"] - ref.values["H"]).max() < 1e-15
+
+
+def test_spin_orbit_h_of_another_code_is_written_on_a_new_sparsity(tmp_path):
+    """ABACUS's fcc Pb SOC H (s, p, d, f) as a TSHS: 8 components that convert back to the same H."""
+    h = ab.read_run(FIXTURES / "soc" / "abacus311" / "pb_fcc" / "scf", with_matrices=("H", "S"))
+    f = si.read_tshs(si.write_tshs(h, tmp_path / "pb.TSHS"))
+    assert f.nspin == 8 and f.no_u == 25
+    cells = f.isc_off[f.col // f.no_u]
+    raw = BlockSparse.from_orbital_coo(h.norb(), f.rows, f.col % f.no_u, cells,
+                                       si.soc_channels(f.values["H"], "H") * si.RY_TO_EV)
+    back = raw.transform(np.zeros(1, np.int64), [si.orbital_transform(h.basis.ls("Pb"))])
+    assert np.abs((back - h.H).data).max() < 1e-12  # measured 2e-13 eV
 
 
 def test_convert_keeps_complex_data(tmp_path):
@@ -238,4 +254,14 @@ def test_non_collinear_files_are_refused(tmp_path):
     f.values["H"], f.nspin = f.values["H"][:4], 4
     si.write_tshs_file(run / "pt_fcc.TSHS", f)
     with pytest.raises(ParseError, match="nspin 4 .non-collinear"):
+        si.read_run(run)
+
+
+def test_spin_orbit_hsx_is_refused(tmp_path, monkeypatch):
+    """No fixture verifies the float32 HSX of nspin 8: a run folder with only an HSX is refused."""
+    run = _plain_copy(PT / "scf", tmp_path / "scf", keep={"out", "XV", "fdf"})
+    f = replace(si.read_tshs(PT / "scf" / "pt_fcc.TSHS"), kind="HSX")
+    (run / "pt_fcc.HSX").write_bytes(b"")
+    monkeypatch.setattr(si, "read_hsx", lambda path: f)  # what read_run does after parsing it
+    with pytest.raises(ParseError, match="TSHS .* only"):
         si.read_run(run)
