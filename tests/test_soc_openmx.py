@@ -15,8 +15,8 @@ from dftplug.parsers import openmx as om
 
 from .conftest import shared_path
 from .test_openmx import _band_file, _scfout_bytes
-from .test_soc_siesta import KB_EV, fermi_dirac, levels, soc_part
-from .test_soc_symmetry import CUBIC, _cell_map, _relabel
+from .test_soc_siesta import KB_EV, fermi_dirac, levels, soc_part, symmetry_error
+from .test_soc_symmetry import CUBIC
 
 HA = om.HARTREE_TO_EV
 
@@ -81,13 +81,6 @@ def test_dm_is_rebuilt_from_the_eigenvectors_of_h(scf):
 
 
 # ------------------------------------------------------------------ symmetry and time reversal
-def _symmetry_error(h, name, op, part=lambda m: m):
-    rot = np.array(CUBIC[op], float)
-    rotated = h.rotated(rot)
-    moved = _relabel(part(getattr(rotated, name)), _cell_map(rotated, h))
-    return np.abs((moved - part(getattr(h, name))).data).max()
-
-
 @pytest.mark.parametrize("op", list(CUBIC))
 def test_cubic_symmetry(scf, op):
     """The SOC terms to the file precision (measured 3.8e-8 eV); H and DM to 2.4e-7 eV / 2.4e-6 under
@@ -95,16 +88,16 @@ def test_cubic_symmetry(scf, op):
     levels split by up to 11 meV; measured 2.6e-2 eV in H, 1.6e-2 in DM)."""
     grid = op not in ("C3[111]", "inversion")
     for name in ("H", "H0"):
-        assert _symmetry_error(scf, name, op, soc_part) < 1e-7
-        assert _symmetry_error(scf, name, op) < (4e-2 if grid else 1e-6)
-    assert _symmetry_error(scf, "DM", op) < (3e-2 if grid else 1e-5)
+        assert symmetry_error(scf, name, op, soc_part) < 1e-7
+        assert symmetry_error(scf, name, op) < (4e-2 if grid else 1e-6)
+    assert symmetry_error(scf, "DM", op) < (3e-2 if grid else 1e-5)
 
 
 @pytest.mark.parametrize("op", ["C4z", "C3[111]", "S4z"])
 def test_conjugate_sign_of_i_breaks_the_symmetry(scf, op):
     """Guard: conj(H) has the same eigenvalues but breaks the cubic symmetry by ~9 eV."""
     conj = scf._with_matrices({"H": scf.H.conj(), "S": scf.S}, scf.atoms)
-    assert _symmetry_error(conj, "H", op) > 1.0
+    assert symmetry_error(conj, "H", op) > 1.0
 
 
 def test_time_reversal_invariance(scf):

@@ -12,8 +12,8 @@ from click.testing import CliRunner
 from dftplug.cli import main
 from dftplug.dataset import read_dataset
 from dftplug.errors import ParseError
-from dftplug.kspace_soc import band_energies, dense_by_cell, density_matrix
 from dftplug.blocksparse import BlockSparse
+from dftplug.kspace_soc import band_energies, dense_by_cell, density_matrix
 from dftplug.parsers import abacus as ab
 from dftplug.parsers import siesta as si
 
@@ -129,10 +129,13 @@ def test_dm_is_rebuilt_from_the_eigenvectors_of_h(scf):
 
 
 # ------------------------------------------------------------------ symmetry and time reversal
-def _symmetry_error(h, name, op, part=lambda m: m):
+def symmetry_error(h, name, op, part=lambda m: m):
+    """max |(D x U) M (D x U)^dagger relabelled to the original lattice - M| for the cubic ``op``,
+    on ``part`` of the matrix ``name``."""
     rot = np.array(CUBIC[op], float)
     rotated = h.rotated(rot)
-    return np.abs((_relabel(part(getattr(rotated, name)), _cell_map(rotated, h)) - part(getattr(h, name))).data).max()
+    moved = _relabel(part(getattr(rotated, name)), _cell_map(rotated, h))
+    return np.abs((moved - part(getattr(h, name))).data).max()
 
 
 @pytest.mark.parametrize("op", list(CUBIC))
@@ -142,30 +145,50 @@ def test_cubic_symmetry(scf, op):
     in the scalar part (1.9e-4 eV, as in the no-SOC run, test below)."""
     grid = op not in ("C3[111]", "inversion")
     for name in ("H", "H0"):
-        assert _symmetry_error(scf, name, op, soc_part) < 1e-12
-        assert _symmetry_error(scf, name, op) < (3e-4 if grid else 1e-6)
-    assert _symmetry_error(scf, "DM", op) < (1e-4 if grid else 1e-7)
-    assert _symmetry_error(scf, "S", op) < 1e-9
+        assert symmetry_error(scf, name, op, soc_part) < 1e-12
+        assert symmetry_error(scf, name, op) < (3e-4 if grid else 1e-6)
+    assert symmetry_error(scf, "DM", op) < (1e-4 if grid else 1e-7)
+    assert symmetry_error(scf, "S", op) < 1e-9
 
 
 def test_grid_breaks_c4_equally_without_soc(scf):
     nosoc = si.read_run(shared_path("fixtures", "soc", "siesta", "pt_fcc", "scf_nosoc"), with_matrices=("H", "S"))
-    ref = _symmetry_error(nosoc, "H", "C4z")
-    assert 1e-4 < ref < 3e-4 and _symmetry_error(scf, "H", "C4z") < 1.1 * ref
+    ref = symmetry_error(nosoc, "H", "C4z")
+    assert 1e-4 < ref < 3e-4 and symmetry_error(scf, "H", "C4z") < 1.1 * ref
 
 
 @pytest.mark.parametrize("op", ["C4z", "C3[111]", "S4z"])
 def test_conjugate_sign_of_i_breaks_the_symmetry(scf, op):
     """Guard: conj(H) (the other sign of i) has the same eigenvalues but is not cubic (~1.6 eV)."""
     conj = scf._with_matrices({"H": scf.H.conj(), "S": scf.S}, scf.atoms)
-    assert _symmetry_error(conj, "H", op) > 1.0
+    assert symmetry_error(conj, "H", op) > 1.0
+
+
+def test_other_sign_of_i_keeps_the_levels_and_breaks_the_symmetry(monkeypatch):
+    """Guard: reading H with conj(X) instead of X gives conj(H): Hermitian, same Gamma levels,
+    not cubic."""
+    monkeypatch.setattr(si, "SOC_PARTS", tuple((b, np.conj(f)) for b, f in si.SOC_PARTS))
+    h = si.read_run(PT / "scf", with_matrices=("H", "S"))
+    assert h.hermiticity_error()["H"] < 1e-9
+    assert levels(band_energies(h, [[0, 0, 0]])[0][:12])[1] == [2, 4, 2, 4]
+    assert symmetry_error(h, "H", "C3[111]") > 0.5
+
+
+def test_without_the_spin_transpose_the_levels_are_wrong(monkeypatch):
+    """Guard: taking the element's box as <io|H|jo> (no spin transposition) gives the t2g levels
+    x2 -5.731, x4 -5.179 instead of x4 -5.653, x2 -4.717."""
+    monkeypatch.setattr(si, "_SWAP_SPIN", [0, 1, 2, 3])
+    h = si.read_run(PT / "scf", with_matrices=("H", "S"))
+    level, deg = levels(band_energies(h, [[0, 0, 0]])[0][:12])
+    assert deg == [2, 2, 4, 4] and level[1] == pytest.approx(-5.731, abs=1e-3)
 
 
 def test_time_reversal_invariance(scf):
     for name in ("H", "H0", "DM"):
         m = getattr(scf, name)
         assert np.abs((m.time_reversed() - m).data).max() < 1e-12, name  # measured 8e-14
-    assert np.abs((scf.H.conj().time_reversed() - scf.H.conj()).data).max() < 1e-12  # blind to conj: why the symmetry test
+    # time reversal cannot tell H from conj(H) (both invariant): the symmetry test above can
+    assert np.abs((scf.H.conj().time_reversed() - scf.H.conj()).data).max() < 1e-12
 
 
 # ------------------------------------------------------------------ H0
