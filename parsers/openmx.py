@@ -401,8 +401,7 @@ def _spinor_from_file(scf: Scfout, name: str) -> np.ndarray:
 def _spinor_to_file(stored: np.ndarray, scf: Scfout, name: str) -> dict[str, np.ndarray]:
     """Inverse of :func:`_spinor_from_file`: channels (uu, ud, dd) -> the file's blocks per group.
     An imaginary part spread over two blocks keeps the template's second one (iHNL[2])."""
-    out = {group: scf.matrix(group).copy() for group in ("H", "iHNL") if name == "H"}
-    out.update({group: scf.matrix(group).copy() for group in ("DM", "iDM") if name == "DM"})
+    out = {group: scf.matrix(group).copy() for group in {"H": ("H", "iHNL"), "DM": ("DM", "iDM")}[name]}
     for channel, (re, im) in zip(stored, SPINOR_BLOCKS[name]):
         out[re[0]][re[1]] = channel.real
         kept = sum(out[g][k] for g, k in im[1:])
@@ -597,8 +596,9 @@ def write_scfout(h: Hamiltonian, path, template: Scfout | str | Path | None = No
     """Write ``h`` as an OpenMX ``.scfout`` onto the layout of ``template`` (default: the file ``h``
     was read from, ``h.settings["openmx_raw"]``).
 
-    H, S and DM of ``h`` replace the file's (those that are None keep the file's); every other field
-    (iHNL, position/momentum blocks, ChemP, the stored input, ...) is the template's. Refuses
+    H, S and DM of ``h`` replace the file's (those that are None keep the file's; SpinP_switch 3: H
+    also replaces iHNL[0..1], DM also iDM, see the module docstring); every other field (iHNL[2],
+    position/momentum blocks, ChemP, the stored input, ...) is the template's. Refuses
     (MismatchError) another structure, nspin, or a pattern lacking blocks of the template's
     neighbour list or holding nonzero blocks outside it.
     """

@@ -91,7 +91,6 @@ CODE = "siesta"
 H0_SIBLINGS = ("h0",)
 
 
-# ============================================================================ orbital convention
 # ============================================================================ spin-orbit components
 # SOC_PARTS[k] = (box, f): component c_{k+1} = Re(f X[box]) and X[box] = sum of conj(f) c_{k+1}, box in
 # the channel order (11, 12, 21, 22) = (uu, ud, du, dd); see the module docstring.
@@ -139,6 +138,7 @@ def _check_spin(hs: "SparseFile", version: str | None) -> None:
         raise ParseError(hs.path, f"nspin {hs.nspin} is not a SIESTA spin configuration")
 
 
+# ============================================================================ orbital convention
 def _siesta_order(l: int) -> tuple[tuple[int, int], ...]:
     """SIESTA's m = -l..l as (m_std, sign) with sign (-1)^m (see the module docstring)."""
     return tuple((m, (-1) ** m) for m in range(-l, l + 1))
