@@ -47,9 +47,8 @@ Conventions converted here (and nowhere else)
   and du, which the file does not store, is the adjoint of ud: du_ab(R) = conj(ud_ba(-R)). Measured:
   the eigenvalues equal OpenMX's ``.Band``, the cubic symmetry of fcc Pt holds for this H and fails
   for conj(H) (the sign of i), and the DM rebuilt from H's eigenvectors with OpenMX's occupations
-  equals the DM read (``tests/test_soc_openmx.py``). Writing splits Im ud as the template's iHNL[2]
-  (the density-independent spin-orbit part) plus H[3] = the rest, and Im uu, Im dd go to iHNL[0..1];
-  du is not written (use ``H.hermitized()`` for a non-Hermitian prediction). The fixture is
+  equals the DM read (``tests/test_soc_openmx.py``). Writing keeps the template's H[3] (see below)
+  and puts the rest of Im ud into iHNL[2], Im uu and Im dd into iHNL[0..1]; du is not written (use ``H.hermitized()`` for a non-Hermitian prediction). The fixture is
   non-magnetic: H[3] (the non-collinear exchange field's part of Im ud) is <= 6.6e-10 Ha, so its sign
   is the source's, untested; files with |H[3]| > 1e-6 Ha (non-collinear magnetism) are refused.
 * writing: a matrix element whose converted value equals the file's to 1e-13 of the matrix's largest
@@ -386,7 +385,7 @@ def _file_order(scf: Scfout, path) -> tuple[np.ndarray, np.ndarray]:
 # (uu, ud, dd) of each matrix (a tuple of blocks is summed), and the sign of i: OpenMX's DM is the
 # complex conjugate of the common object's (module docstring)
 SPINOR_BLOCKS = {
-    "H": ((("H", 0), (("iHNL", 0),)), (("H", 2), (("H", 3), ("iHNL", 2))), (("H", 1), (("iHNL", 1),))),
+    "H": ((("H", 0), (("iHNL", 0),)), (("H", 2), (("iHNL", 2), ("H", 3))), (("H", 1), (("iHNL", 1),))),
     "DM": ((("DM", 0), (("iDM", 0),)), (("DM", 2), (("DM", 3),)), (("DM", 1), (("iDM", 1),))),
 }
 SPINOR_SIGN = {"H": 1, "DM": -1}
@@ -400,7 +399,7 @@ def _spinor_from_file(scf: Scfout, name: str) -> np.ndarray:
 
 def _spinor_to_file(stored: np.ndarray, scf: Scfout, name: str) -> dict[str, np.ndarray]:
     """Inverse of :func:`_spinor_from_file`: channels (uu, ud, dd) -> the file's blocks per group.
-    An imaginary part spread over two blocks keeps the template's second one (iHNL[2])."""
+    An imaginary part spread over two blocks keeps the template's second one (H[3])."""
     out = {group: scf.matrix(group).copy() for group in {"H": ("H", "iHNL"), "DM": ("DM", "iDM")}[name]}
     for channel, (re, im) in zip(stored, SPINOR_BLOCKS[name]):
         out[re[0]][re[1]] = channel.real
@@ -597,8 +596,8 @@ def write_scfout(h: Hamiltonian, path, template: Scfout | str | Path | None = No
     was read from, ``h.settings["openmx_raw"]``).
 
     H, S and DM of ``h`` replace the file's (those that are None keep the file's; SpinP_switch 3: H
-    also replaces iHNL[0..1], DM also iDM, see the module docstring); every other field (iHNL[2],
-    position/momentum blocks, ChemP, the stored input, ...) is the template's. Refuses
+    also replaces iHNL, DM also iDM, see the module docstring); every other field (H[3] of
+    SpinP_switch 3, position/momentum blocks, ChemP, the stored input, ...) is the template's. Refuses
     (MismatchError) another structure, nspin, or a pattern lacking blocks of the template's
     neighbour list or holding nonzero blocks outside it.
     """

@@ -130,21 +130,34 @@ def test_rewrite_is_byte_identical(folder, tmp_path):
 
 
 def test_written_h_replaces_only_h(scf, tmp_path):
-    """H0 written as a 'predicted H' into the converged run's file: H[0..3] and iHNL[0..2] = those of
-    scf_iter1 (to the writer's round-off snapping), every other block untouched; read back = H0."""
+    """H0 written as a 'predicted H' into the converged run's file: the spinor H equals scf_iter1's (to
+    the writer's round-off snapping), H[3] stays the template's (Im ud - H[3] goes to iHNL[2]), every
+    block but H and iHNL is untouched; reading back gives H0."""
     pred = om.read_run(run("scf"))
     pred.H = scf.H0
     out = om.write_scfout(pred, tmp_path / "pred.scfout")
     new, old = om.read_scfout_raw(out), pred.settings["openmx_raw"]
     ref = om.read_scfout_raw(om.find_scfout(run("scf_iter1")))
     snap = om.WRITE_SNAP_RTOL * np.abs(old.matrix("H")).max()
-    assert np.abs(new.matrix("H") - ref.matrix("H")).max() <= snap  # measured 2.1e-13 Ha
-    assert np.array_equal(new.matrix("iHNL"), ref.matrix("iHNL"))
+    assert np.abs(new.matrix("H")[:3] - ref.matrix("H")[:3]).max() <= snap  # measured 2.1e-13 Ha
+    assert np.array_equal(new.matrix("iHNL")[:2], ref.matrix("iHNL")[:2])
+    assert np.array_equal(new.matrix("H")[3], old.matrix("H")[3])
+    im_ud = new.matrix("H")[3] + new.matrix("iHNL")[2] - ref.matrix("H")[3] - ref.matrix("iHNL")[2]
+    assert np.abs(im_ud).max() <= snap  # measured 1.7e-14 Ha
     keep = np.ones(len(new.blocks), bool)
     keep[new.layout["H"]] = keep[new.layout["iHNL"]] = False
     assert np.array_equal(new.blocks[keep], old.blocks[keep])
     assert b"".join(p.tobytes() for p in replace(new, blocks=old.blocks).parts()) == _scfout_bytes(run("scf"))
-    assert om.read_scfout(out).H.allclose(scf.H0, atol=2 * snap * HA)  # measured 6.9e-12 eV (2.5e-13 Ha)
+    assert om.read_scfout(out).H.allclose(scf.H0, atol=2 * snap * HA)  # measured 6.9e-12 eV
+
+
+def test_a_prediction_with_other_soc_terms_reads_back(scf, tmp_path):
+    """A predicted H whose up-down part differs (here by 10 meV) goes into iHNL[2], not into the
+    exchange block H[3] that the reader checks, so the written file reads back as written."""
+    pred = om.read_run(run("scf"))
+    pred.H = scf.H.copy(scf.H.data + 0.01j * np.array([[0], [1], [-1], [0]]) * (scf.H.data != 0))
+    back = om.read_scfout(om.write_scfout(pred, tmp_path / "pred.scfout"))
+    assert np.abs((back.H - pred.H).data).max() < 1e-10
 
 
 def test_writer_refuses_a_collinear_h_in_a_spinor_file(tmp_path):
