@@ -64,3 +64,15 @@ def generalized_eigh(hk: np.ndarray, sk: np.ndarray, vectors: bool = False):
         return np.linalg.eigvalsh(reduced)
     values, y = np.linalg.eigh(reduced)
     return values, np.linalg.solve(low.conj().swapaxes(1, 2), y)       # c = L^-dagger y
+
+
+def density_matrix(h: Hamiltonian, kpts: np.ndarray, occupation, cells: np.ndarray) -> np.ndarray:
+    """DM^{ss'}_ab(R) = sum_k e^{-2 pi i k.R} sum_n f_kn c_{as,n} conj(c_{bs',n}) from the eigenvectors of
+    (H(k), S(k)) at ``kpts``, with f = ``occupation(energies)`` (nk, 2 nao) including the k weights,
+    on the lattice vectors ``cells`` (nR, 3); dense channels (nR, 4, nao, nao) as :func:`dense_by_cell`."""
+    kpts = np.atleast_2d(np.asarray(kpts, float))
+    energies, c = generalized_eigh(spinor_bloch_sum(h.H, kpts), spinor_bloch_sum(h.S, kpts), vectors=True)
+    rho_k = np.einsum("kan,kn,kbn->kab", c, occupation(energies), c.conj())
+    rho = np.einsum("kr,kab->rab", np.exp(-2j * np.pi * kpts @ np.asarray(cells).T), rho_k, optimize=True)
+    n = rho.shape[-1] // 2
+    return rho.reshape(len(cells), n, 2, n, 2).transpose(0, 2, 4, 1, 3).reshape(len(cells), 4, n, n)

@@ -38,8 +38,19 @@ Conventions converted here (and nowhere else)
   p and d are proven on the rotation pair (``tests/test_openmx.py``); f is taken from the source.
 * spin: SpinP_switch 0 stores the DM of ONE spin channel; the common object's DM holds 2 x DM (the
   spin-summed DM), so Tr(DM S) = N as for the other codes. SpinP_switch 1: channels (up, down) as
-  stored. SpinP_switch 3 (non-collinear) is read and written by :class:`Scfout` but not converted
-  into the common object, which has no spinor channels yet.
+  stored. SpinP_switch 3 (non-collinear, with or without SOC; SCFOUT_FORMAT.md § 7): the spinor
+  channels (uu, ud, du, dd) of the common object, <a s|M|b s' (R)> on the basis [all up, all down]
+  (``Band_DFT_NonCol.c``), are
+    H:  uu = H[0] + i iHNL[0],  dd = H[1] + i iHNL[1],  ud = H[2] + i (H[3] + iHNL[2]),
+    DM: uu = DM[0] - i iDM[0],  dd = DM[1] - i iDM[1],  ud = DM[2] - i DM[3]  (OpenMX's DM is the
+        complex conjugate of the common object's sum_n f c_{as} conj(c_{bs'})),
+  and du, which the file does not store, is the adjoint of ud: du_ab(R) = conj(ud_ba(-R)). Measured:
+  the eigenvalues equal OpenMX's ``.Band``, the cubic symmetry of fcc Pt holds for this H and fails
+  for conj(H) (the sign of i), and the DM rebuilt from H's eigenvectors with OpenMX's occupations
+  equals the DM read (``tests/test_soc_openmx.py``). Writing keeps the template's H[3] (see below)
+  and puts the rest of Im ud into iHNL[2], Im uu and Im dd into iHNL[0..1]; du is not written (use ``H.hermitized()`` for a non-Hermitian prediction). The fixture is
+  non-magnetic: H[3] (the non-collinear exchange field's part of Im ud) is <= 6.6e-10 Ha, so its sign
+  is the source's, untested; files with |H[3]| > 1e-6 Ha (non-collinear magnetism) are refused.
 * writing: a matrix element whose converted value equals the file's to 1e-13 of the matrix's largest
   element (the round-off of the unit and basis conversion is ~2e-15) is written with the file's own bits.
 """
@@ -70,6 +81,7 @@ CLUSTER_SOLVERS = {2, 7, 9, 12}  # Cluster, Cluster-DIIS, Cluster2, Cluster-LNO:
 H0_SIBLINGS = ("scf_iter1", "h0")
 POSTPROCESS_FILE = "overlap.scfout"
 WRITE_SNAP_RTOL = 1e-13
+NONCOLLINEAR_XC_MAX_HA = 1e-6  # SpinP_switch 3: largest |H[3]| read (see _check_non_magnetic)
 
 # OpenMX's m order per l as (m_std, sign): see the module docstring.
 OPENMX_ORDER = {
@@ -369,6 +381,48 @@ def _file_order(scf: Scfout, path) -> tuple[np.ndarray, np.ndarray]:
     return pairs, perm
 
 
+# SpinP_switch 3: which file blocks hold the (real, imaginary) parts of the stored spinor channels
+# (uu, ud, dd) of each matrix (a tuple of blocks is summed), and the sign of i: OpenMX's DM is the
+# complex conjugate of the common object's (module docstring)
+SPINOR_BLOCKS = {
+    "H": ((("H", 0), (("iHNL", 0),)), (("H", 2), (("iHNL", 2), ("H", 3))), (("H", 1), (("iHNL", 1),))),
+    "DM": ((("DM", 0), (("iDM", 0),)), (("DM", 2), (("DM", 3),)), (("DM", 1), (("iDM", 1),))),
+}
+SPINOR_SIGN = {"H": 1, "DM": -1}
+
+
+def _spinor_from_file(scf: Scfout, name: str) -> np.ndarray:
+    """SpinP_switch 3: the stored channels (uu, ud, dd) of H or DM, complex (3, Nel), file order."""
+    return np.stack([scf.matrix(re[0])[re[1]] + 1j * SPINOR_SIGN[name] * sum(scf.matrix(g)[k] for g, k in im)
+                     for re, im in SPINOR_BLOCKS[name]])
+
+
+def _spinor_to_file(stored: np.ndarray, scf: Scfout, name: str) -> dict[str, np.ndarray]:
+    """Inverse of :func:`_spinor_from_file`: channels (uu, ud, dd) -> the file's blocks per group.
+    An imaginary part spread over two blocks keeps the template's second one (H[3])."""
+    out = {group: scf.matrix(group).copy() for group in {"H": ("H", "iHNL"), "DM": ("DM", "iDM")}[name]}
+    for channel, (re, im) in zip(stored, SPINOR_BLOCKS[name]):
+        out[re[0]][re[1]] = channel.real
+        kept = sum(out[g][k] for g, k in im[1:])
+        out[im[0][0]][im[0][1]] = SPINOR_SIGN[name] * channel.imag - kept
+    return out
+
+
+def _check_non_magnetic(scf: Scfout, path) -> None:
+    """Refuse SpinP_switch 3 files with a non-collinear exchange field: the sign of H[3] (its part of
+    Im H_ud) follows the source only, the verified fixture has |H[3]| <= 6.6e-10 Ha."""
+    h3 = float(np.abs(scf.matrix("H")[3]).max(initial=0.0))
+    if h3 > NONCOLLINEAR_XC_MAX_HA:
+        raise ParseError(path, f"non-collinear magnetism (|H[3]| up to {h3:.3g} Ha) is not supported: only "
+                               "non-magnetic SpinP_switch 3 files are verified (the sign of H[3] is not)")
+
+
+def _with_down_up(stored: BlockSparse) -> BlockSparse:
+    """(uu, ud, dd) -> the common object's (uu, ud, du, dd), du = adjoint of ud (not stored)."""
+    du = stored.copy(stored.data[1:2]).adjoint().data[0]
+    return stored.copy(np.stack([stored.data[0], stored.data[1], du, stored.data[2]]))
+
+
 def _unit(name: str, spinp_switch: int) -> float:
     """Factor from the file's value of matrix ``name`` to the common object's (eV; DM spin-summed)."""
     return {"H": HARTREE_TO_EV, "S": 1.0, "DM": 2.0 if spinp_switch == 0 else 1.0}[name]
@@ -383,17 +437,18 @@ def _kinds_umats(h: Hamiltonian, inverse: bool = False):
 def scfout_to_hamiltonian(scf: Scfout, path) -> Hamiltonian:
     """The common object of one .scfout: H (eV), S, DM (spin-summed for SpinP_switch 0) in the
     internal orbital convention; provenance and the raw file in ``settings["openmx_raw"]``."""
-    if scf.spinp_switch == 3:
-        raise ParseError(path, "non-collinear spin (SpinP_switch 3) is not supported by the common object "
-                               "yet; read_scfout_raw reads and write back such files")
     atoms, basis, keys = structure_and_basis(scf, path)
     pairs, perm = _file_order(scf, path)
     h = Hamiltonian(atoms=atoms, basis=basis, nelec=scf.nelec)
     kinds, umats = _kinds_umats(h)
     postprocess = scf.is_postprocess()
+    spinor = scf.spinp_switch == 3
+    if spinor:
+        _check_non_magnetic(scf, path)
     for name in ("H", "S") if postprocess else ("H", "S", "DM"):
-        mat = BlockSparse(scf.tno, pairs, scf.matrix(name)[:, perm] * _unit(name, scf.spinp_switch))
-        setattr(h, name, mat.transform(kinds, umats))
+        stored = _spinor_from_file(scf, name) if spinor and name != "S" else scf.matrix(name)
+        mat = BlockSparse(scf.tno, pairs, stored[:, perm] * _unit(name, scf.spinp_switch))
+        setattr(h, name, (_with_down_up(mat) if len(stored) == 3 else mat).transform(kinds, umats))
     if not postprocess:
         h.fermi_level = scf.chemp * HARTREE_TO_EV
     h.provenance = {"code": CODE, "version": "3.9", "source": str(Path(path).resolve().parent),
@@ -509,8 +564,9 @@ def read_h0(folder, h0_kind: str | None = None) -> Hamiltonian:
 
 
 # ============================================================================ writing
-def _code_blocks(mat: BlockSparse, h: Hamiltonian, scf: Scfout, layout: tuple, name: str) -> np.ndarray:
-    """Matrix ``mat`` of ``h`` in OpenMX units, order and block layout, shape (channels, Nel)."""
+def _code_blocks(mat: BlockSparse, h: Hamiltonian, scf: Scfout, layout: tuple, name: str) -> dict[str, np.ndarray]:
+    """Matrix ``mat`` of ``h`` in OpenMX units, order and block layout: {block group: (blocks, Nel)}
+    (SpinP_switch 3: H -> H and iHNL, DM -> DM and iDM)."""
     pairs, perm = layout
     missing = mat.find(pairs)
     if np.any(missing < 0):
@@ -518,21 +574,30 @@ def _code_blocks(mat: BlockSparse, h: Hamiltonian, scf: Scfout, layout: tuple, n
                             "neighbour list it is written onto; predict on the source's pattern")
     kinds, umats = _kinds_umats(h, inverse=True)
     code = mat.with_pairs(pairs, strict=True).transform(kinds, umats)
-    raw = scf.matrix(name)
-    if code.nspin != len(raw):
-        raise MismatchError(f"{name} has {code.nspin} spin channels, the OpenMX file {len(raw)}")
-    out = np.empty_like(raw)
-    out[:, perm] = code.data / _unit(name, scf.spinp_switch)
+    spinor = scf.spinp_switch == 3 and name != "S"
+    nspin = 4 if spinor else len(scf.matrix(name))
+    if code.nspin != nspin:
+        raise MismatchError(f"{name} has {code.nspin} spin channels, the OpenMX file {nspin}")
+    values = code.data[[0, 1, 3]] if spinor else code.data  # du is the adjoint of ud: not stored
+    out = np.empty(values.shape, values.dtype)
+    out[:, perm] = values / _unit(name, scf.spinp_switch)
+    groups = _spinor_to_file(out, scf, name) if spinor else {name: out}
+    return {group: _snapped(new, scf.matrix(group)) for group, new in groups.items()}
+
+
+def _snapped(new: np.ndarray, raw: np.ndarray) -> np.ndarray:
+    """``new`` with the file's own bits wherever it equals ``raw`` to the conversion round-off."""
     tol = WRITE_SNAP_RTOL * max(float(np.abs(raw).max(initial=0.0)), 1e-300)
-    return np.where(np.abs(out - raw) <= tol, raw, out)
+    return np.where(np.abs(new - raw) <= tol, raw, new)
 
 
 def write_scfout(h: Hamiltonian, path, template: Scfout | str | Path | None = None) -> Path:
     """Write ``h`` as an OpenMX ``.scfout`` onto the layout of ``template`` (default: the file ``h``
     was read from, ``h.settings["openmx_raw"]``).
 
-    H, S and DM of ``h`` replace the file's (those that are None keep the file's); every other field
-    (iHNL, position/momentum blocks, ChemP, the stored input, ...) is the template's. Refuses
+    H, S and DM of ``h`` replace the file's (those that are None keep the file's; SpinP_switch 3: H
+    also replaces iHNL, DM also iDM, see the module docstring); every other field (H[3] of
+    SpinP_switch 3, position/momentum blocks, ChemP, the stored input, ...) is the template's. Refuses
     (MismatchError) another structure, nspin, or a pattern lacking blocks of the template's
     neighbour list or holding nonzero blocks outside it.
     """
@@ -540,8 +605,6 @@ def write_scfout(h: Hamiltonian, path, template: Scfout | str | Path | None = No
         read_scfout_raw(template) if template is not None else h.settings.get("openmx_raw"))
     if scf is None:
         raise MismatchError("no OpenMX layout to write onto: read the structure's .scfout or pass template=")
-    if scf.spinp_switch == 3:
-        raise MismatchError("writing the common object into a non-collinear (SpinP_switch 3) file is not supported")
     if not np.array_equal(h.norb(), scf.tno):
         raise MismatchError(f"orbitals per atom {h.norb().tolist()} vs the OpenMX file's {scf.tno.tolist()}")
     dpos = np.abs(h.atoms.positions - scf.gxyz[:, 1:4] * BOHR_TO_ANG).max(initial=0.0)
@@ -555,5 +618,6 @@ def write_scfout(h: Hamiltonian, path, template: Scfout | str | Path | None = No
     for name in ("H", "S", "DM"):
         mat = getattr(h, name)
         if mat is not None:
-            blocks[layout[name]] = _code_blocks(mat, h, scf, file_layout, name)
+            for group, values in _code_blocks(mat, h, scf, file_layout, name).items():
+                blocks[layout[group]] = values
     return replace(scf, blocks=blocks).write(path)

@@ -43,6 +43,23 @@ Conventions converted here (and nowhere else)
   orbitals: cosine +1.000000 on all 68 s-p and s-d bonds of si_diamond with nonzero overlap.
   ``tests/test_siesta.py`` proves both on the real files, with a guard that a flipped sign fails.
 
+Spin-orbit (``Spin spin-orbit``, nspin 8; verified on SIESTA 4.1.5 only)
+-----------------------------------------------------------------------
+Every element holds 8 real components c1..c8 (SIESTA's ``H(:,1..8)``, ``Dscf(:,1..8)``) that SIESTA
+combines into one complex 2x2 spin box X (``Src/diag3k.F``; ``dftu_so.F`` spells it out for the DM):
+  X11 = c1 + i c5,  X12 = c3 - i c4,  X21 = c7 + i c8,  X22 = c2 + i c6      (:data:`SOC_PARTS`).
+* DM: X^{ss'} of element (io, jo) is the common object's DM^{ss'}_{io,jo} as it stands
+  (DM^{ss'}_ij(R) = sum_k e^{-2 pi i k.R} sum_n f c_{is} conj(c_{js'})): measured by rebuilding the DM
+  from H's eigenvectors with SIESTA's occupations (5e-9); the non-magnetic fixture cannot tell
+  X12 from -conj(X21) and the like, which the source decides.
+* H: the element holds the box of <jo|H|io> (column orbital on the left), so the common object's
+  H^{ss'}_{io,jo} = <io s|H|jo s'> = conj(X^{s's}): uu = c1 - i c5, ud = c7 - i c8, du = c3 + i c4,
+  dd = c2 - i c6. Its sign of i is pinned by the cubic symmetry of fcc Pt ((D x U) H (D x U)^dagger = H
+  fails for conj(H)), the eigenvalues by the ``.EIG`` (tests/test_soc_siesta.py).
+* Non-collinear files without SOC (nspin 4), spin-orbit HSX files and spin-orbit files of other
+  versions are refused: no fixture verifies them. The fixture is non-magnetic (no exchange field in
+  components 3, 4, 7, 8); those components follow the same box X, taken from the source.
+
 Writing
 -------
 ``write_dm`` / ``write_tshs`` write on the sparsity the matrices were read with, in SIESTA's own
@@ -72,6 +89,53 @@ RY_TO_EV = 13.60580        # SIESTA 4.1 Src/units.f90
 BOHR_TO_ANG = 0.529177     # SIESTA 4.1 Src/units.f90 (Ang = 1/0.529177 Bohr)
 CODE = "siesta"
 H0_SIBLINGS = ("h0",)
+
+
+# ============================================================================ spin-orbit components
+# SOC_PARTS[k] = (box, f): component c_{k+1} = Re(f X[box]) and X[box] = sum of conj(f) c_{k+1}, box in
+# the channel order (11, 12, 21, 22) = (uu, ud, du, dd); see the module docstring.
+SOC_PARTS = ((0, 1), (3, 1), (1, 1), (1, 1j), (0, -1j), (3, -1j), (2, 1), (2, -1j))
+_SWAP_SPIN = [0, 2, 1, 3]  # box (s, s') -> (s', s)
+
+
+def soc_channels(components: np.ndarray, name: str) -> np.ndarray:
+    """SIESTA's 8 spin-orbit components (8, n) -> the common object's channels (4, n) complex:
+    the box X for a DM, conj(X^{s's}) for H (the element holds <jo|H|io>)."""
+    box = np.zeros((4, components.shape[1]), complex)
+    for k, (b, f) in enumerate(SOC_PARTS):
+        box[b] += np.conj(f) * components[k]
+    return box if name == "DM" else np.conj(box[_SWAP_SPIN])
+
+
+def soc_components(channels: np.ndarray, name: str) -> np.ndarray:
+    """Inverse of :func:`soc_channels`: channels (4, n) -> SIESTA's components (8, n) real."""
+    box = channels if name == "DM" else np.conj(channels[_SWAP_SPIN])
+    return np.stack([np.real(f * box[b]) for b, f in SOC_PARTS])
+
+
+def _from_file(values: np.ndarray, name: str) -> np.ndarray:
+    """File components (nspin_file, n) -> common-object channels (1, 2 as stored; 8 -> 4 spinor)."""
+    return soc_channels(values, name) if len(values) == 8 else values
+
+
+def _to_file(values: np.ndarray, name: str) -> np.ndarray:
+    """Common-object channels -> file components (spinor 4 -> SIESTA's 8)."""
+    return soc_components(values, name) if len(values) == 4 else np.real(values)
+
+
+def _check_spin(hs: "SparseFile", version: str | None) -> None:
+    """Accept nspin 1, 2 and the verified 4.1 spin-orbit layout (nspin 8); refuse the rest."""
+    if hs.nspin == 4:
+        raise ParseError(hs.path, "nspin 4 (non-collinear spin without spin-orbit) is not supported: "
+                                  "no fixture verifies its component signs")
+    if hs.nspin == 8 and hs.kind != "TSHS":
+        raise ParseError(hs.path, "spin-orbit is supported from the TSHS (TS.HS.Save true) only; "
+                                  "the float32 HSX layout of nspin 8 is not verified")
+    if hs.nspin == 8 and not str(version).startswith("4.1"):
+        raise ParseError(hs.path, f"spin-orbit (nspin 8) from SIESTA {version}: only the 4.1 layout "
+                                  "(verified on 4.1.5) is supported")
+    if hs.nspin not in (1, 2, 8):
+        raise ParseError(hs.path, f"nspin {hs.nspin} is not a SIESTA spin configuration")
 
 
 # ============================================================================ orbital convention
@@ -460,8 +524,7 @@ def read_run(folder, with_matrices=("H", "S", "DM")) -> Hamiltonian:
     else:
         raise ParseError(base.with_suffix(".TSHS"), "neither a TSHS nor an HSX file")
     files[hs.kind] = hs.path
-    if hs.nspin > 2:
-        raise ParseError(hs.path, f"nspin {hs.nspin} (non-collinear / spin-orbit) is not supported")
+    _check_spin(hs, log.get("version"))
 
     # structure and basis
     species = log["species"]
@@ -492,7 +555,7 @@ def read_run(folder, with_matrices=("H", "S", "DM")) -> Hamiltonian:
 
     mats = {}
     if "H" in with_matrices:
-        mats["H"] = _to_blocks(hs, hs.values["H"] * RY_TO_EV, norb, kinds, umats)
+        mats["H"] = _to_blocks(hs, _from_file(hs.values["H"], "H") * RY_TO_EV, norb, kinds, umats)
     if "S" in with_matrices:
         mats["S"] = _to_blocks(hs, hs.values["S"], norb, kinds, umats)
     dm_pattern = None
@@ -501,7 +564,7 @@ def read_run(folder, with_matrices=("H", "S", "DM")) -> Hamiltonian:
         files["DM"] = dm.path
         _check_dm(dm, hs)
         dm.isc_off = hs.isc_off
-        mats["DM"] = _to_blocks(dm, dm.values["DM"], norb, kinds, umats)
+        mats["DM"] = _to_blocks(dm, _from_file(dm.values["DM"], "DM"), norb, kinds, umats)
         dm_pattern = None if dm.same_pattern(hs) else replace(dm, values={})
 
     fermi = hs.header["ef"] * RY_TO_EV if hs.kind == "TSHS" else log.get("fermi_level")
@@ -633,7 +696,8 @@ def write_dm(h: Hamiltonian, path, like=None) -> Path:
     when h was read from SIESTA; ``like``: a TSHS of the same structure to take them from)."""
     dm = siesta_blocks(h, "DM")
     pat = _pattern(h, "siesta_dm_pattern", like, [dm])
-    out = replace(pat, kind="DM", nspin=dm.nspin, values={"DM": _values_on(dm, pat, f"DM of {path}")})
+    values = _to_file(_values_on(dm, pat, f"DM of {path}"), "DM")
+    out = replace(pat, kind="DM", nspin=len(values), values={"DM": values})
     write_dm_file(path, out)
     return Path(path)
 
@@ -644,8 +708,8 @@ def write_h_in(h: Hamiltonian, path, like=None, matrix: str = "H") -> Path:
     Ry, on SIESTA's own column order (a sorted-column H_IN crashes SIESTA, fixtures README (d''))."""
     ham = siesta_blocks(h, matrix)
     pat = _pattern(h, "siesta_dm_pattern", like, [ham])
-    values = _values_on(ham, pat, f"{matrix} of {path}") / RY_TO_EV
-    write_dm_file(path, replace(pat, kind="DM", nspin=ham.nspin, values={"DM": values}))
+    values = _to_file(_values_on(ham, pat, f"{matrix} of {path}"), "H") / RY_TO_EV
+    write_dm_file(path, replace(pat, kind="DM", nspin=len(values), values={"DM": values}))
     return Path(path)
 
 
@@ -662,10 +726,10 @@ def write_tshs(h: Hamiltonian, path, like=None, matrix: str = "H") -> Path:
         header["qtot"] = float(h.nelec)
     if "smearing_kT_eV" in h.settings:
         header["temp"] = h.settings["smearing_kT_eV"] / RY_TO_EV
-    values = {"H": _values_on(ham, pat, f"{matrix} of {path}") / RY_TO_EV,
+    values = {"H": _to_file(_values_on(ham, pat, f"{matrix} of {path}"), "H") / RY_TO_EV,
               "S": _values_on(s, pat, f"S of {path}")[0]}
     norb = h.norb()
-    out = replace(pat, kind="TSHS", nspin=ham.nspin, values=values, header=header,
+    out = replace(pat, kind="TSHS", nspin=len(values["H"]), values=values, header=header,
                   cell=h.atoms.cell.array / BOHR_TO_ANG, xa=h.atoms.positions / BOHR_TO_ANG,
                   lasto=np.concatenate([[0], np.cumsum(norb)]))
     write_tshs_file(path, out)
