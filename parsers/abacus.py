@@ -608,7 +608,8 @@ def to_csr_files(h: Hamiltonian, name: str, generation: str = "new") -> list[Csr
     code = mat.transform(kinds, umats)
     rows, cols, cells, values = code.to_orbital_coo()
     meta = h.settings.get("abacus_meta", {}).get(name, {})
-    cell_block = meta.get("cell_block") or _cell_block(h.atoms)
+    run_blocks = [m.get("cell_block") for m in h.settings.get("abacus_meta", {}).values() if m.get("cell_block")]
+    cell_block = meta.get("cell_block") or (run_blocks[0] if run_blocks else _cell_block(h.atoms))
     known = meta.get("cells") or []
     norb = int(h.norb().sum())
     if h.nspin == 4 or str(h.settings.get("nspin")) == "4":
@@ -720,3 +721,21 @@ H0_SIBLINGS = ("h0",)
 def is_run_folder(path) -> bool:
     path = Path(path)
     return (path / "INPUT").is_file() and (path / "STRU").is_file()
+
+
+def write_scf_guess(h: Hamiltonian, out_dir) -> "ScfGuess":
+    """``init_chg hr`` / ``init_chg dm`` files of v3.11+ in ``out_dir`` (usable as ``read_file_dir``).
+
+    nspin 2 is started from the DM: ABACUS v3.11's ``init_chg hr`` loses the magnetisation of a
+    spin-polarised run (fixtures README); its ``init_chg dm`` restarts fe_bcc in 1 iteration.
+    """
+    from dftplug.scf_guess import ScfGuess
+
+    files = write_matrix(h, "H", out_dir, generation="new")
+    if h.DM is not None:
+        files += write_matrix(h, "DM", out_dir, generation="new")
+    use_dm = h.DM is not None and h.nspin == 2
+    lines = [f"init_chg          {'dm' if use_dm else 'hr'}", f"read_file_dir     {Path(out_dir).resolve()}"]
+    notes = ([] if h.DM is None or use_dm else
+             ["the DM files are there too: 'init_chg dm' starts from them instead"])
+    return ScfGuess(CODE, files, lines, notes=notes)

@@ -621,3 +621,18 @@ def write_scfout(h: Hamiltonian, path, template: Scfout | str | Path | None = No
             for group, values in _code_blocks(mat, h, scf, file_layout, name).items():
                 blocks[layout[group]] = values
     return replace(scf, blocks=blocks).write(path)
+
+
+def write_scf_guess(h: Hamiltonian, out_dir) -> "ScfGuess":
+    """``<name>.scfout`` of the predicted H on the layout of the run h was read from.
+
+    OpenMX itself restarts only from its ``<name>_rst/`` folder, which besides per-atom H and DM
+    holds the real-space grid density (``.crst*``) that OpenMX rebuilds H from; that density needs
+    OpenMX's grid and PAO radial functions, which are not in these files, so none is written.
+    """
+    from dftplug.scf_guess import ScfGuess
+
+    name = h.settings.get("system_name") or Path(h.provenance["files"]["scfout"]).name.split(".")[0]
+    path = write_scfout(h, Path(out_dir) / f"{name}.scfout")
+    return ScfGuess(CODE, [path], [], notes=["tools built on OpenMX's read_scfout read this file; "
+                                            "OpenMX's own SCF restart (scf.restart on) needs its _rst/ folder"])

@@ -734,3 +734,18 @@ def write_tshs(h: Hamiltonian, path, like=None, matrix: str = "H") -> Path:
                   lasto=np.concatenate([[0], np.cumsum(norb)]))
     write_tshs_file(path, out)
     return Path(path)
+
+
+def write_scf_guess(h: Hamiltonian, out_dir, label: str | None = None) -> "ScfGuess":
+    """``<label>.DM`` (``DM.UseSaveDM true``), ``<label>.TSHS`` and ``H_IN`` (``Read-H-from-file``)
+    of h.H / h.DM in ``out_dir``, on the sparsity and column order of the run h was read from."""
+    from dftplug.scf_guess import ScfGuess
+
+    if label is None:
+        label = _label(Path(h.provenance["source"]))
+    out_dir = Path(out_dir)
+    files = [write_dm(h, out_dir / f"{label}.DM"), write_tshs(h, out_dir / f"{label}.TSHS"),
+             write_h_in(h, out_dir / "H_IN")]
+    return ScfGuess(CODE, files, ["DM.UseSaveDM       true"],
+                    notes=[f"copy {label}.DM into the SCF run folder; alternatively copy H_IN and set "
+                           "'Read-H-from-file true' (SIESTA 4.1.5, undocumented; needs SCF.Mix Hamiltonian)"])
