@@ -26,6 +26,7 @@ from functools import lru_cache
 from math import factorial, pi, sqrt
 
 import numpy as np
+from scipy.linalg import block_diag
 from scipy.special import lpmv
 
 # Axis permutation taking e3nn's frame to the standard one: Y^e3nn_l(r) = Y^std_l(P r).
@@ -103,14 +104,7 @@ def wigner_d(l: int, rot: np.ndarray) -> np.ndarray:
 
 def block_rotation(ls, rot: np.ndarray) -> np.ndarray:
     """Block-diagonal D for an atom whose shells have angular momenta ``ls``."""
-    blocks = [wigner_d(l, rot) for l in ls]
-    n = sum(len(b) for b in blocks)
-    out = np.zeros((n, n))
-    k = 0
-    for b in blocks:
-        out[k:k + len(b), k:k + len(b)] = b
-        k += len(b)
-    return out
+    return block_diag(*[wigner_d(l, rot) for l in ls])
 
 
 _PAULI = np.array([[[0, 1], [1, 0]], [[0, -1j], [1j, 0]], [[1, 0], [0, -1]]], dtype=complex)

@@ -46,6 +46,7 @@ from pathlib import Path
 
 import ase
 import numpy as np
+from scipy.linalg import block_diag
 
 from dftplug.basis import Basis, Shell
 from dftplug.blocksparse import BlockSparse, union_pairs
@@ -69,14 +70,7 @@ def _abacus_order(l: int) -> tuple[tuple[int, int], ...]:
 
 def orbital_transform(ls) -> np.ndarray:
     """U (norb x norb) with phi_internal = U phi_abacus for an atom with shells ``ls``."""
-    mats = [code_to_internal(_abacus_order(l)) for l in ls]
-    n = sum(len(m) for m in mats)
-    out = np.zeros((n, n))
-    k = 0
-    for m in mats:
-        out[k:k + len(m), k:k + len(m)] = m
-        k += len(m)
-    return out
+    return block_diag(*[code_to_internal(_abacus_order(l)) for l in ls])
 
 
 # ============================================================================ csr files
