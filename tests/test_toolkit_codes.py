@@ -38,29 +38,28 @@ def test_run_states_smearing_and_mesh(code, case):
     assert list(s["kmesh_shift"]) == ([0, 0, 0] if code == "siesta" else [1, 1, 1])  # all meshes even
 
 
-@pytest.mark.parametrize("case, every, low", [("si_diamond", 3, 16), ("fe_bcc", 6, 15)])
-def test_siesta_bands_file(case, every, low):
-    """Bands on SIESTA's BandLines equal its .bands (absolute eV) within 1 meV; si_diamond's top DZP
-    bands (> E_F + 20 eV) feel S's conditioning, the bands up to index ``low`` are compared."""
+@pytest.mark.parametrize("case, every", [("si_diamond", 3), ("fe_bcc", 6)])
+def test_siesta_bands_file(case, every):
+    """Bands on SIESTA's BandLines equal its .bands (absolute eV, 4 decimals) within 1 meV, all bands
+    (measured 1.4e-4 eV si_diamond, 5.3e-5 eV fe_bcc)."""
     h = run("siesta", case)
     folder = shared_path("fixtures", "siesta", case, "scf")
     kpts = siesta_band_lines(folder / f"{case}.fdf")
     printed = siesta_bands(folder / f"{case}.bands")
-    assert printed.shape[:2] == (h.nspin, len(kpts))
+    assert printed.shape == (h.nspin, len(kpts), int(h.H.norb.sum()))
     bs = band_structure(h, explicit_path(h, kpts[::every]))
-    assert max_band_difference(bs.energies[..., :low], printed[:, ::every, :low]) < 1e-3  # measured 2e-5
+    assert max_band_difference(bs.energies, printed[:, ::every]) < 1e-3
 
 
 @pytest.mark.parametrize("case, every", [("si_diamond", 4), ("fe_bcc", 6)])
 def test_openmx_band_file(case, every):
-    """Bands on OpenMX's own k-points equal its .Band (Hartree, scale of H) within 1 meV, for the bands
-    up to 1 Ha above ChemP (the highest, unphysical ones are solver-sensitive)."""
+    """Bands on OpenMX's own k-points equal its .Band (Hartree, scale of H) within 1 meV, all bands
+    (measured 1.9e-9 eV si_diamond, 7.8e-9 eV fe_bcc)."""
     h = run("openmx", case)
     kpts, printed = openmx_band_file(shared_path("fixtures", "openmx", case, "scf") / f"{case}.Band")
+    assert printed.shape[:2] == (h.nspin, len(kpts))
     bs = band_structure(h, explicit_path(h, kpts[::every]))
-    keep = printed[:, ::every] < h.fermi_level / om.HARTREE_TO_EV + 1.0
-    diff = np.abs(bs.energies - printed[:, ::every] * om.HARTREE_TO_EV)
-    assert keep.sum() > 100 and diff[keep].max() < 1e-3  # measured 1e-8 eV
+    assert max_band_difference(bs.energies, printed[:, ::every] * om.HARTREE_TO_EV) < 1e-3
 
 
 @pytest.mark.parametrize("code, case", [("siesta", "si_diamond"), ("siesta", "graphene"), ("siesta", "fe_bcc"),
@@ -82,7 +81,8 @@ def test_density_matrix_equals_the_codes(code, case, tol):
     Measured max deviation: SIESTA si_diamond 5.4e-8, fe_bcc 8e-9, o2_spin 4e-10 (on the elements SIESTA
     stores: its DM sparsity is its own, elements outside it are 0 in the file); OpenMX si_diamond 3.8e-6,
     fe_bcc 4.1e-6 — the size of OpenMX's E_F offset (1.7e-6, 3.3e-6 eV) over kT: OpenMX stops its
-    chemical-potential bisection there, its DM belongs to its E_F, ours to the exact one."""
+    chemical-potential bisection there, its DM belongs to its E_F, ours to the exact one. OpenMX's DM
+    needs its shifted mesh: on the Γ-centred one the deviation is 2.2e-3 (si_diamond), 7.3e-3 (fe_bcc)."""
     h = run(code, case)
     result = density_matrix(h, pairs=h.DM.pairs)
     stored = np.any(h.DM.data != 0, axis=0)
