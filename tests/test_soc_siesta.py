@@ -20,7 +20,7 @@ from dftplug.parsers import siesta as si
 
 from .conftest import FIXTURES, shared_path
 from .test_siesta import _plain_copy, _sparse_equal
-from .test_sislio import kpoints
+from .code_bands import siesta_kpoints
 from .test_soc_symmetry import CUBIC, _cell_map, _relabel
 
 PT = FIXTURES / "soc" / "siesta" / "pt_fcc"
@@ -51,7 +51,7 @@ def grid_kpoints(h):
     """The ``.KP`` k points (6 printed digits) snapped to the run's Monkhorst-Pack grid (no shift)."""
     n = np.diag(h.settings["kgrid"])
     assert h.settings["kdispl"] == [0.0, 0.0, 0.0]
-    k, _ = kpoints(PT / "scf", h)
+    k = siesta_kpoints(PT / "scf" / "pt_fcc.KP", h.atoms.cell.array)
     snapped = np.rint(k * n) / n
     assert np.abs(k - snapped).max() < 1e-5
     return snapped
