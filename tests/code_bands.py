@@ -55,23 +55,25 @@ def siesta_band_lines(fdf) -> np.ndarray:
 
 
 def _siesta_table(path, header_lines: int, head_at: int):
-    """(E_F, (nspin, nk, nb) eV) of a SIESTA .bands / .EIG: E_F on line 1, header lines holding
-    nbands, nspin, nk from token ``head_at``, then per k one leading column and nb·nspin energies
-    (wrapped lines; trailing label lines ignored)."""
+    """(E_F, (nch, nk, nb) eV) of a SIESTA .bands / .EIG: E_F on line 1, header lines holding
+    nbands, nspin, nk from token ``head_at``, then per k one leading column and nb·nch energies
+    (wrapped lines; trailing label lines ignored). nch = nspin for nspin 1, 2; spin-orbit / non-collinear
+    runs (nspin 4, 8) print one list of nb = 2 no spinor levels."""
     lines = read_text(path).splitlines()
     nb, nspin, nk = (int(x) for x in " ".join(lines[1:1 + header_lines]).split()[head_at:head_at + 3])
-    tokens = " ".join(lines[1 + header_lines:]).split()[:nk * (1 + nb * nspin)]
-    values = np.array(tokens, float).reshape(nk, 1 + nb * nspin)[:, 1:]
-    return float(lines[0].split()[0]), values.reshape(nk, nspin, nb).transpose(1, 0, 2)
+    nch = nspin if nspin <= 2 else 1
+    tokens = " ".join(lines[1 + header_lines:]).split()[:nk * (1 + nb * nch)]
+    values = np.array(tokens, float).reshape(nk, 1 + nb * nch)[:, 1:]
+    return float(lines[0].split()[0]), values.reshape(nk, nch, nb).transpose(1, 0, 2)
 
 
 def siesta_bands(path) -> np.ndarray:
-    """Energies (nspin, nk, nb) in eV of a SIESTA ``.bands`` file (as printed, not shifted)."""
+    """Energies (nch, nk, nb) in eV of a SIESTA ``.bands`` file (as printed, not shifted)."""
     return _siesta_table(path, 3, 4)[1]
 
 
 def siesta_eig(path) -> tuple[float, np.ndarray]:
-    """(E_F, energies (nspin, nk, nb)) in eV of a collinear SIESTA ``.EIG`` file, as printed."""
+    """(E_F, energies (nch, nk, nb)) in eV of a SIESTA ``.EIG`` file, as printed."""
     return _siesta_table(path, 1, 0)
 
 

@@ -11,7 +11,6 @@ from dftplug.cli import main
 from dftplug.dataset import read_dataset
 from dftplug.errors import MismatchError, ParseError
 from dftplug.bands import energies_at
-from dftplug.density import density_matrix
 from dftplug.parsers import openmx as om
 
 from .conftest import shared_path

@@ -1,7 +1,6 @@
 """SIESTA 4.1.5 spin-orbit (nspin 8) reader and writers on the real fcc Pt fixtures
 (README of ../shared/fixtures/soc, § 1)."""
 import json
-import lzma
 import re
 from dataclasses import replace
 
@@ -20,7 +19,7 @@ from dftplug.parsers import siesta as si
 
 from .conftest import FIXTURES, shared_path
 from .test_siesta import _plain_copy, _sparse_equal
-from .code_bands import siesta_kpoints
+from .code_bands import siesta_eig, siesta_kpoints
 from .test_soc_symmetry import CUBIC, _cell_map, _relabel
 
 PT = FIXTURES / "soc" / "siesta" / "pt_fcc"
@@ -37,14 +36,6 @@ def soc_part(m):
     d = m.data.copy()
     d[[0, 3]] = 1j * d[[0, 3]].imag
     return m.copy(d)
-
-
-def printed_eig(path):
-    """SIESTA's nspin-8 ``.EIG``: (E_F, energies (nk, 2 no)) in eV as printed."""
-    tokens = lzma.decompress(path.read_bytes()).decode().split()
-    nbands, nspin, nk = (int(x) for x in tokens[1:4])
-    assert nspin == 8  # one list of 2 no spinor levels per k
-    return float(tokens[0]), np.array(tokens[4:], float).reshape(nk, nbands + 1)[:, 1:]
 
 
 def grid_kpoints(h):
@@ -79,7 +70,8 @@ def test_spinor_channels_and_numbers_of_the_log(scf):
 @pytest.mark.parametrize("run", ["scf", "h0"])
 def test_band_energies_equal_siestas_eig_at_all_512_kpoints(scf, run):
     h = scf if run == "scf" else si.read_h0(PT / "h0")
-    ef, printed = printed_eig(PT / run / "pt_fcc.EIG.xz")
+    ef, printed = siesta_eig(PT / run / "pt_fcc.EIG")
+    printed = printed[0]  # nspin 8: one list of 2 no spinor levels per k
     ours = energies_at(h, grid_kpoints(scf), which="H" if run == "scf" else "H0")[0]
     assert ef == pytest.approx(h.fermi_level, abs=5e-7)
     assert np.abs(ours - printed).max() < 1e-4            # eV, all 24 bands (measured 4.7e-5)
