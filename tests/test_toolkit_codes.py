@@ -103,3 +103,17 @@ def test_dos_integrates_to_the_electron_count(code, case):
                             occupation_smearing=gauss, projected=False)
     assert dos.electrons_below() == pytest.approx(h.nelec, abs=2e-3)
     assert dos.total.shape[0] == h.nspin
+
+
+@pytest.mark.parametrize("code", ["siesta", "openmx"])
+def test_spin_orbit_dos_integrates_to_the_electron_count(code):
+    """nspin 4: one channel of spinor levels, one electron each; the Mulliken PDOS (both spin components of
+    each orbital) sums to the total. Grid step 5 meV: the trapezoid/interpolation error of ∫^{E_F} is
+    quadratic in the step (Pt's d peaks: 3.5e-3 at the default σ/4 = 25 meV, 1.5e-4 at 5 meV)."""
+    h = READERS[code].read_run(shared_path("fixtures", "soc", code, "pt_fcc", "scf"))
+    dos = density_of_states(h, [4, 4, 4], sigma=0.1, grid=np.arange(-90.0, 300.0, 0.005),
+                            occupation_smearing=Smearing("gaussian", 0.1))
+    assert dos.total.shape[0] == 1
+    assert dos.electrons_below() == pytest.approx(h.nelec, abs=2e-3)
+    assert dos.integrated()[0, -1] == pytest.approx(2 * h.H.norb.sum(), abs=1e-3)  # 2·nao spinor levels
+    assert np.abs(sum(dos.projected.values()) - dos.total).max() < 1e-6 * dos.total.max()  # S(k) Hermitian to ~1e-9
