@@ -80,9 +80,9 @@ def test_density_matrix_equals_the_codes(code, case, tol):
 
     Measured max deviation: SIESTA si_diamond 5.4e-8, fe_bcc 8e-9, o2_spin 4e-10 (on the elements SIESTA
     stores: its DM sparsity is its own, elements outside it are 0 in the file); OpenMX si_diamond 3.8e-6,
-    fe_bcc 4.1e-6 — the size of OpenMX's E_F offset (1.7e-6, 3.3e-6 eV) over kT: OpenMX stops its
-    chemical-potential bisection there, its DM belongs to its E_F, ours to the exact one. OpenMX's DM
-    needs its shifted mesh: on the Γ-centred one the deviation is 2.2e-3 (si_diamond), 7.3e-3 (fe_bcc)."""
+    fe_bcc 4.1e-6. OpenMX's floor is neither the E_F (the same deviation at OpenMX's own E_F) nor the mesh
+    (its shifted mesh is needed: Γ-centred gives 2.2e-3, 7.3e-3); cause not identified — most likely the
+    .scfout's H is that of the last rmm-diisk mixing step, not exactly the H whose eigenvectors gave its DM."""
     h = run(code, case)
     result = density_matrix(h, pairs=h.DM.pairs)
     stored = np.any(h.DM.data != 0, axis=0)
