@@ -22,7 +22,8 @@ class BandStructure:
     """Energies along a path.
 
     path : BandPath            k-points (nk, 3) reduced, labels of the special points.
-    energies : (nspin, nk, nb) eV, ascending per k; NaN where an overlap direction was dropped.
+    energies : (nch, nk, nb) eV, ascending per k; NaN where an overlap direction was dropped
+                               (nch = nspin; nspin 4: one channel of 2 nao spinor levels).
     fermi_level : float | None eV, same reference as ``energies``.
     dropped : (nk,) int        overlap directions dropped per k-point (0 for a sane S).
     complete : bool            every band from the lowest up (False: a window near E_F).
@@ -83,6 +84,15 @@ def explicit_path(h: Hamiltonian, kpts, special: dict[str, np.ndarray] | None = 
     return BandPath(h.atoms.cell, kpts=kpts, special_points=special, path=path)
 
 
+def energies_at(h: Hamiltonian, kpts, which: str = "H", tolerance: float = OVERLAP_TOLERANCE) -> np.ndarray:
+    """Eigenvalues (nch, nk, nb) in eV of ``h.<which>`` (H or H0) with ``h.S`` at ``kpts`` (nk, 3) reduced:
+    nch = nspin for nspin 1, 2; one channel of 2 nao spinor levels for nspin 4."""
+    m = getattr(h, which)
+    if m is None or h.S is None:
+        raise DftplugError(f"band energies need {which} and S")
+    return solve_at(m, h.S, kpts, vectors=False, tolerance=tolerance).energies
+
+
 def band_structure(h: Hamiltonian, path: BandPath, tolerance: float = OVERLAP_TOLERANCE,
                    progress: bool = False) -> BandStructure:
     """All bands of ``h.H`` (every spin) along ``path`` by dense diagonalisation."""
@@ -97,6 +107,8 @@ def bands_near(h: Hamiltonian, path: BandPath, count: int = 8, energy: float | N
     For large cells: never forms a dense nao x nao matrix. No overlap filtering here (the LU
     of H − E·S sees the full S); use :func:`band_structure` where S may be ill-conditioned.
     """
+    if h.H.nspin == 4:
+        raise DftplugError("bands near E_F (sparse shift-invert) handle nspin 1 and 2; use the dense path for SOC")
     energy = h.fermi_level if energy is None else energy
     if energy is None:
         raise DftplugError("bands near E_F need a Fermi level or an explicit energy")

@@ -1,7 +1,9 @@
 """Density of states on a k-mesh, total and projected (Mulliken) per species and shell.
 
-DOS_s(E) = (2/nspin) Σ_kn w_k δ_σ(E − ε_skn),  PDOS_s,g(E) = (2/nspin) Σ_kn w_k q_skn,g δ_σ(E − ε_skn)
-with the Mulliken weight q_kn,g = Σ_{μ∈g} Re(c_μ* (S(k) c)_μ) (Σ_g q = 1) and the Gaussian
+DOS_s(E) = g Σ_kn w_k δ_σ(E − ε_skn),  PDOS_s,g(E) = g Σ_kn w_k q_skn,g δ_σ(E − ε_skn)
+(g electrons per state: 2 for nspin 1, 1 per channel for nspin 2 and per spinor level for nspin 4,
+whose orbital groups sum both spin components) with the Mulliken weight
+q_kn,g = Σ_{μ∈g} Re(c_μ* (S(k) c)_μ) (Σ_g q = 1) and the Gaussian
 δ_σ(x) = e^{−(x/σ)²}/(σ√π) — the derivative of the Gaussian occupation of the same σ
 (:meth:`Smearing.delta`), so ∫_{−∞}^{E_F} DOS = N exactly when E_F comes from that smearing.
 States / eV / cell.
@@ -15,7 +17,7 @@ import numpy as np
 from .basis import L_LETTERS
 from .errors import DftplugError
 from .hamiltonian import Hamiltonian
-from .kspace import OVERLAP_TOLERANCE, BlochSum, solve_at
+from .kspace import OVERLAP_TOLERANCE, BlochSum, electrons_per_state, solve_at
 from .occupations import Smearing, fermi_level, monkhorst_pack
 
 _REACH = 40.0  # states farther than this many σ from E add < e^{-40} (Fermi-Dirac tails) to DOS(E)
@@ -23,7 +25,7 @@ _REACH = 40.0  # states farther than this many σ from E add < e^{-40} (Fermi-Di
 
 @dataclass
 class DensityOfStates:
-    """energy (ne,) eV; total (nspin, ne) states/eV/cell (nspin 1: both spins);
+    """energy (ne,) eV; total (nch, ne) states/eV/cell (nspin 1: both spins; nspin 4: one channel);
     projected {"Si:p": (nspin, ne)}; fermi_level (eV) from the mesh's own occupations."""
 
     energy: np.ndarray
@@ -55,12 +57,14 @@ def orbital_groups(h: Hamiltonian) -> dict[str, np.ndarray]:
     return {g: np.array(v) for g, v in groups.items()}
 
 
-def smeared_dos(energies, weights, grid, smearing: Smearing, projections=None) -> np.ndarray:
-    """(2/nspin) Σ_kn w_k p_kn δ_σ(E − ε_kn)/σ on ``grid``; energies (nspin, nk, nb),
-    projections (nspin, nk, nb) or None (p = 1). Returns (nspin, ne)."""
+def smeared_dos(energies, weights, grid, smearing: Smearing, projections=None,
+                per_state: float | None = None) -> np.ndarray:
+    """g Σ_kn w_k p_kn δ_σ(E − ε_kn)/σ on ``grid``; energies (nch, nk, nb), projections
+    (nch, nk, nb) or None (p = 1), g = ``per_state`` (default 2/nch). Returns (nch, ne)."""
     e = np.asarray(energies)
     p = np.ones_like(e) if projections is None else projections
-    wk = (2.0 / e.shape[0]) * np.asarray(weights)[None, :, None] * p
+    g = 2.0 / e.shape[0] if per_state is None else per_state
+    wk = g * np.asarray(weights)[None, :, None] * p
     ok = np.isfinite(e)
     out = np.empty((e.shape[0], len(grid)))
     reach = _REACH * smearing.sigma
@@ -75,10 +79,11 @@ def smeared_dos(energies, weights, grid, smearing: Smearing, projections=None) -
     return out
 
 
-def density_of_states(h: Hamiltonian, mesh, sigma: float = 0.1, grid: np.ndarray | None = None,
+def density_of_states(h: Hamiltonian, mesh, sigma: float = 0.1, grid: np.ndarray | None = None, shift=(0, 0, 0),
                       occupation_smearing: Smearing | None = None, projected: bool = True,
                       tolerance: float = OVERLAP_TOLERANCE, progress: bool = False) -> DensityOfStates:
-    """Total (and Mulliken-projected) DOS of ``h`` on a Γ-centred ``mesh``.
+    """Total (and Mulliken-projected) DOS of ``h`` on a ``mesh`` (Γ-centred; ``shift`` as in
+    :func:`~dftplug.occupations.monkhorst_pack`).
 
     ``sigma`` (eV) is the Gaussian width of the DOS (δ = e^{−x²}/(σ√π)); the Fermi level is
     found on the same mesh with ``occupation_smearing`` (default: the run's) for ``h.nelec``.
@@ -86,20 +91,23 @@ def density_of_states(h: Hamiltonian, mesh, sigma: float = 0.1, grid: np.ndarray
     """
     if h.H is None or h.S is None:
         raise DftplugError("the DOS needs H and S")
-    kpts, weights = monkhorst_pack(mesh)
+    kpts, weights = monkhorst_pack(mesh, shift)
     sol = solve_at(h.H, h.S, kpts, vectors=projected, tolerance=tolerance, progress=progress)
+    g = electrons_per_state(h.H.nspin)
     occ_smearing = occupation_smearing or Smearing.from_settings(h.settings)
-    ef = fermi_level(sol.energies, weights, h.nelec, occ_smearing) if h.nelec else None
+    ef = fermi_level(sol.energies, weights, h.nelec, occ_smearing, per_state=g) if h.nelec else None
     if grid is None:
         lo, hi = np.nanmin(sol.energies) - 5 * sigma, np.nanmax(sol.energies) + 5 * sigma
         grid = np.linspace(lo, hi, int(np.ceil((hi - lo) / (sigma / 4))) + 1)
     dos_smearing = Smearing("gaussian", sigma)
-    out = DensityOfStates(grid, smeared_dos(sol.energies, weights, grid, dos_smearing), ef)
+    out = DensityOfStates(grid, smeared_dos(sol.energies, weights, grid, dos_smearing, per_state=g), ef)
     if projected:
-        sk = BlochSum(h.S).dense(kpts)[0]                                  # (nk, n, n)
-        # q_skn,mu = Re(conj(c_mu) (S c)_mu)
-        q = np.real(np.conj(sol.vectors) * (sk[None] @ sol.vectors))      # (nspin, nk, n_mu, n_band)
+        spinor = h.H.nspin == 4
+        sk = BlochSum(h.S).dense(kpts, spinor)[0]                          # (nk, m, m)
+        # q_skn,mu = Re(conj(c_mu) (S c)_mu); spinor index 2a + s: both spin components of orbital a
+        q = np.real(np.conj(sol.vectors) * (sk[None] @ sol.vectors))      # (nch, nk, m, n_band)
         for name, idx in orbital_groups(h).items():
+            rows = np.concatenate([2 * idx, 2 * idx + 1]) if spinor else idx
             out.projected[name] = smeared_dos(sol.energies, weights, grid, dos_smearing,
-                                              q[:, :, idx, :].sum(axis=2))
+                                              q[:, :, rows, :].sum(axis=2), per_state=g)
     return out

@@ -2,7 +2,12 @@
 
 k is in reduced (reciprocal-lattice) coordinates, R in integer lattice coordinates, so k·R is
 the plain dot product; this is the convention H(k) = Σ_R H(R) e^{ik·R} of every code we read.
-The inverse transform M(R) = Re Σ_k w_k M(k) e^{−i2πk·R} (used for DM(R)) lives here as well.
+The inverse transform M(R) = Σ_k w_k M(k) e^{−i2πk·R} (used for DM(R)) lives here as well.
+
+Spin-orbit (nspin 4, channels uu, ud, du, dd): k-space matrices act on spinors with the index
+2a + s (orbital a, spin s = 0 up, 1 down; spin fastest, as ``kron(orbital, spin)``),
+M(k)[2a+s, 2b+s'] = Σ_R M^{ss'}_ab(R) e^{i2πk·R}; the one-channel real S enters as S(k) ⊗ 1₂.
+Solutions then have one channel of 2·nao levels, each holding one electron.
 """
 from __future__ import annotations
 
@@ -15,6 +20,7 @@ import scipy.sparse.linalg as spla
 from tqdm import tqdm
 
 from .blocksparse import BlockSparse
+from .errors import DftplugError
 
 OVERLAP_TOLERANCE = 1e-5
 """Overlap eigenvalues below this are dropped (near-linear dependence of the basis).
@@ -66,28 +72,58 @@ class BlochSum:
         vals = np.bincount(slot, ph.real, len(indices)) + 1j * np.bincount(slot, ph.imag, len(indices))
         return sp.csr_matrix((vals, indices, indptr), shape=(self.nao, self.nao))
 
-    def dense(self, kpts) -> np.ndarray:
+    def dense(self, kpts, spinor: bool = False) -> np.ndarray:
         """M(k) for many k-points, shape (nspin, nk, nao, nao); one matrix product over R.
 
-        Holds M(R) densely, (nspin, nR, nao²) floats: for small cells (the dense path)."""
+        ``spinor``: the spinor form (1, nk, 2 nao, 2 nao) of a 4-channel matrix, or M(k) ⊗ 1₂ of a
+        one-channel one (S). Holds M(R) densely, (nspin, nR, nao²): for small cells (the dense path)."""
         if self._stack is None:
             flat = self.cell_index * self.nao ** 2 + self.rows * self.nao + self.cols
-            self._stack = np.zeros((self.nspin, len(self.cells) * self.nao ** 2))
+            self._stack = np.zeros((self.nspin, len(self.cells) * self.nao ** 2), self.values.dtype)
             self._stack[:, flat] = self.values
             self._stack = self._stack.reshape(self.nspin, len(self.cells), -1)
         ph = self.phases(kpts)
         out = np.einsum("kr,srx->skx", ph, self._stack, optimize=True)
-        return out.reshape(self.nspin, len(ph), self.nao, self.nao)
+        out = out.reshape(self.nspin, len(ph), self.nao, self.nao)
+        if not spinor:
+            return out
+        if self.nspin == 1:
+            return np.kron(out, np.eye(2))
+        if self.nspin != 4:
+            raise DftplugError(f"a spinor Bloch sum needs nspin 4 or one channel, got {self.nspin}")
+        return channels_to_spinor(out)[None]
 
-    def real_space(self, mk: np.ndarray, weights: np.ndarray, kpts) -> np.ndarray:
-        """Inverse Bloch sum on this matrix's pattern: Re Σ_k w_k M_ij(k) e^{−i2πk·R}.
+    def real_space(self, mk: np.ndarray, weights: np.ndarray, kpts, real: bool = True) -> np.ndarray:
+        """Inverse Bloch sum on this matrix's pattern: Σ_k w_k M_ij(k) e^{−i2πk·R}.
 
         mk (nk, nao, nao) complex, weights (nk,), kpts (nk, 3) -> values (nnz,) in the element
-        order of the BlockSparse this was built from (use it as that matrix's ``data``)."""
+        order of the BlockSparse this was built from (use it as that matrix's ``data``). ``real``
+        keeps the real part: exact for a time-reversal-symmetric mesh of real H(R), S(R); spinor
+        channels are complex (``real`` False)."""
         ph = np.conj(self.phases(kpts)) * np.asarray(weights)[:, None]          # (nk, nR)
         per_cell = np.einsum("kr,kx->rx", ph, mk.reshape(len(ph), -1), optimize=True)
-        return per_cell.reshape(len(self.cells), self.nao, self.nao)[
-            self.cell_index, self.rows, self.cols].real
+        out = per_cell.reshape(len(self.cells), self.nao, self.nao)[self.cell_index, self.rows, self.cols]
+        return out.real if real else out
+
+
+def channels_to_spinor(mk: np.ndarray) -> np.ndarray:
+    """(4, ..., n, n) channels uu, ud, du, dd -> (..., 2n, 2n) on the spinor index 2a + s."""
+    n = mk.shape[-1]
+    blocks = mk.reshape((2, 2) + mk.shape[1:])                          # [s, s', ..., a, b]
+    moved = np.moveaxis(blocks, (0, 1), (-3, -1))                       # [..., a, s, b, s']
+    return moved.reshape(mk.shape[1:-2] + (2 * n, 2 * n))
+
+
+def spinor_to_channels(mk: np.ndarray) -> np.ndarray:
+    """Inverse of :func:`channels_to_spinor`: (..., 2n, 2n) -> (4, ..., n, n)."""
+    n = mk.shape[-1] // 2
+    split = mk.reshape(mk.shape[:-2] + (n, 2, n, 2))                    # [..., a, s, b, s']
+    return np.moveaxis(split, (-3, -1), (0, 1)).reshape((4,) + mk.shape[:-2] + (n, n))
+
+
+def electrons_per_state(nspin: int) -> float:
+    """Electrons one eigenstate holds: 2 (nspin 1, spin-degenerate), 1 (nspin 2 per channel, nspin 4 spinors)."""
+    return 2.0 if nspin == 1 else 1.0
 
 
 @dataclass
@@ -154,21 +190,23 @@ def solve_at(H: BlockSparse, S: BlockSparse, kpts, vectors: bool = True,
              tolerance: float = OVERLAP_TOLERANCE, progress: bool = False) -> Eigensolution:
     """Dense H(k) c = ε S(k) c for every spin channel of H at every k-point.
 
-    kpts (nk, 3) reduced. Returns energies (nspin, nk, nao), vectors (nspin, nk, nao, nao) or
-    None when ``vectors`` is False, dropped (nk,). k-points go in batches of bounded memory;
-    ``progress`` shows a tqdm bar over them.
+    kpts (nk, 3) reduced. Returns energies (nch, nk, m), vectors (nch, nk, m, m) or None when
+    ``vectors`` is False, dropped (nk,): nch, m = nspin, nao for nspin 1 and 2; 1, 2 nao spinor
+    levels for nspin 4 (S ⊗ 1₂). k-points go in batches of bounded memory; ``progress`` shows a
+    tqdm bar over them.
     """
     kpts = np.atleast_2d(np.asarray(kpts, dtype=float))
     hsum, ssum = BlochSum(H), BlochSum(S)
-    n, nk = hsum.nao, len(kpts)
-    energies = np.empty((H.nspin, nk, n))
-    vecs = np.empty((H.nspin, nk, n, n), complex) if vectors else None
+    spinor = H.nspin == 4
+    nch, n, nk = (1, 2 * hsum.nao, len(kpts)) if spinor else (H.nspin, hsum.nao, len(kpts))
+    energies = np.empty((nch, nk, n))
+    vecs = np.empty((nch, nk, n, n), complex) if vectors else None
     dropped = np.zeros(nk, dtype=np.int64)
     step = max(1, min(64, 2 ** 22 // (n * n)))
     with tqdm(total=nk, disable=not progress, desc="k-points", unit="k") as bar:
         for a in range(0, nk, step):
             k = kpts[a:a + step]
-            sol = solve_generalized(hsum.dense(k), ssum.dense(k)[0], tolerance, vectors)
+            sol = solve_generalized(hsum.dense(k, spinor), ssum.dense(k, spinor)[0], tolerance, vectors)
             energies[:, a:a + step] = sol.energies
             if vectors:
                 vecs[:, a:a + step] = sol.vectors

@@ -101,21 +101,26 @@ def monkhorst_pack(mesh, shift=(0, 0, 0), time_reversal: bool = True):
     return k[first], np.bincount(inv.reshape(-1), w)
 
 
-def electron_count(energies, weights, fermi_level: float, smearing: Smearing) -> float:
-    """N(E_F) = (2/nspin) Σ_{s,k,n} w_k θ_{skn}; energies (nspin, nk, nb), weights (nk,)."""
+def electron_count(energies, weights, fermi_level: float, smearing: Smearing,
+                   per_state: float | None = None) -> float:
+    """N(E_F) = g Σ_{s,k,n} w_k θ_{skn}; energies (nch, nk, nb), weights (nk,); g = ``per_state``
+    electrons per state, default 2/nch (nspin 1 or 2); spinor levels (nspin 4, nch 1) need g = 1."""
     e = np.asarray(energies)
     occ = smearing.occupation(e, fermi_level)
-    return float((2.0 / e.shape[0]) * np.einsum("skn,k->", occ, weights))
+    g = 2.0 / e.shape[0] if per_state is None else per_state
+    return float(g * np.einsum("skn,k->", occ, weights))
 
 
-def fermi_level(energies, weights, nelec: float, smearing: Smearing, tolerance: float = 1e-10) -> float:
+def fermi_level(energies, weights, nelec: float, smearing: Smearing, tolerance: float = 1e-10,
+                per_state: float | None = None) -> float:
     """E_F (eV) with N(E_F) = ``nelec``: one level shared by both spin channels.
 
-    Bisection-grade root (Brent) of N(E) − nelec between the band extrema ± 20σ.
+    Bisection-grade root (Brent) of N(E) − nelec between the band extrema ± 20σ; ``per_state``
+    as in :func:`electron_count`.
     """
     e = np.asarray(energies)
     lo, hi = np.nanmin(e) - 20 * smearing.sigma, np.nanmax(e) + 20 * smearing.sigma
-    f = lambda ef: electron_count(e, weights, ef, smearing) - nelec  # noqa: E731
+    f = lambda ef: electron_count(e, weights, ef, smearing, per_state) - nelec  # noqa: E731
     if f(lo) > 0 or f(hi) < 0:
         raise DftplugError(f"{nelec} electrons do not fit in the {e.shape[-1]} bands given")
     return float(brentq(f, lo, hi, xtol=tolerance, rtol=4 * np.finfo(float).eps))

@@ -568,6 +568,11 @@ def read_run(folder, with_matrices=("H", "S", "DM")) -> Hamiltonian:
         if len(kl) > 3 and kl[2].strip().lower() in ("gamma", "monkhorst-pack", "mp"):
             settings["kmesh"] = [int(x) for x in kl[3].split()[:3]]
             settings["kmesh_type"] = kl[2].strip().lower()
+            # ABACUS K_Vectors::Monkhorst_Pack_formula, n = 1..N: Gamma k = (o + n − 1)/N,
+            # MP k = (o + 2n − N − 1)/(2N); as k = (i + shift/2)/N: shift = 2o, resp. (1 − N + o) mod 2
+            offset = [float(x) for x in kl[3].split()[3:6]] or [0.0, 0.0, 0.0]
+            settings["kmesh_shift"] = ([2 * o for o in offset] if settings["kmesh_type"] == "gamma" else
+                                       [(1 - n + o) % 2 for n, o in zip(settings["kmesh"], offset)])
     prov = {"code": CODE, "version": info.get("version"), "source": str(Path(folder).resolve()),
             "files": files, "scf_iterations": info.get("scf_iterations"),
             "converged": info.get("converged"), "autoset_magnetism": info.get("autoset_magnetism")}

@@ -75,6 +75,7 @@ from dftplug.orbitals import code_to_internal
 CODE = "openmx"
 HARTREE_TO_EV = 27.2113845  # OpenMX eV2Hartree
 BOHR_TO_ANG = 0.529177249  # OpenMX BohrR
+KB_EV_PER_K = 8.617251324e-5  # OpenMX kB (eV/K)
 SCFOUT_VERSION = 3
 INIT_CHEMP_HA = -3.0 / HARTREE_TO_EV  # openmx_postprocess's stored initial ChemP
 CLUSTER_SOLVERS = {2, 7, 9, 12}  # Cluster, Cluster-DIIS, Cluster2, Cluster-LNO: no periodicity
@@ -459,7 +460,11 @@ def scfout_to_hamiltonian(scf: Scfout, path) -> Hamiltonian:
                   "spin_polarization": keys.get("scf.spinpolarization", "off")}
     kgrid = re.fullmatch(r"(\d+)\s+(\d+)\s+(\d+)", keys.get("scf.kgrid", ""))
     if kgrid:
+        # OpenMX: k_i = −1/2 + (2i + 1)/(2n), i = 0..n−1: Γ-centred for odd n, half-step shifted for even n
         h.settings["kmesh"] = [int(x) for x in kgrid.groups()]
+        h.settings["kmesh_shift"] = [1 - n % 2 for n in h.settings["kmesh"]]
+    h.settings.update(smearing_method="fermi-dirac",
+                      smearing_sigma_eV=h.settings["electronic_temperature_K"] * KB_EV_PER_K)
     return h
 
 

@@ -378,6 +378,10 @@ def read_log(path) -> dict:
         info["nelec"] = float(m.group(1))
     if found := re.findall(r"siesta: Fermi energy =\s*([-\d.Ee+]+) eV", text):
         info["fermi_level"] = float(found[-1])
+    if m := re.search(r"^\s*OccupationFunction\s+(\S+)", text, re.M | re.I):
+        info["occupation_function"] = m.group(1).lower()
+    if m := re.search(r"^\s*OccupationMPOrder\s+(\d+)", text, re.M | re.I):
+        info["mp_order"] = int(m.group(1))
     if m := re.search(r"SCF cycle converged after\s+(\d+) iterations", text):
         info["scf_iterations"], info["converged"] = int(m.group(1)), True
     else:
@@ -578,11 +582,23 @@ def read_run(folder, with_matrices=("H", "S", "DM")) -> Hamiltonian:
         kg = np.frombuffer(hs.header["kgrid"].tobytes(), "<i4", 9).reshape(3, 3)
         settings["kgrid"] = kg.tolist()
         settings["kdispl"] = np.frombuffer(hs.header["kgrid"].tobytes(), "<f8", 3, 36).tolist()
+        if np.count_nonzero(kg - np.diag(np.diag(kg))) == 0:        # SIESTA: k = (i + d)/n (checked on .KP)
+            settings["kmesh"] = np.diag(kg).tolist()
+            settings["kmesh_shift"] = [2 * d for d in settings["kdispl"]]
+    settings.update(_smearing(log, settings["smearing_kT_eV"]))
     prov = {"code": CODE, "version": log.get("version"), "source": str(folder.resolve()),
             "files": files, "matrix_file": hs.kind, "scf_iterations": log.get("scf_iterations"),
             "converged": log.get("converged"), "fermi_level_log": log.get("fermi_level")}
     return Hamiltonian(atoms=atoms, basis=basis, fermi_level=fermi, nelec=nelec, provenance=prov,
                        settings=settings, **mats)
+
+
+def _smearing(log: dict, kt_ev: float) -> dict:
+    """The toolkit's smearing keys: SIESTA's OccupationFunction (FD default, MP with OccupationMPOrder,
+    default 1), width = ElectronicTemperature (k_B T for FD)."""
+    if log.get("occupation_function", "fd") == "mp":
+        return {"smearing_method": f"mp{log.get('mp_order', 1)}", "smearing_sigma_eV": kt_ev}
+    return {"smearing_method": "fermi-dirac", "smearing_sigma_eV": kt_ev}
 
 
 def _check_orb_indx(path, symbols, shells) -> None:

@@ -2,7 +2,8 @@
 import numpy as np
 import pytest
 
-from dftplug.kspace_soc import band_energies, spinor_bloch_sum
+from dftplug.bands import energies_at
+from dftplug.kspace import BlochSum
 from dftplug.parsers import abacus as ab
 
 from .conftest import FIXTURES, shared_path
@@ -25,7 +26,7 @@ def _abacus_bands(run):
 
 def test_band_energies_equal_abacus_at_its_216_kpoints(scf):
     kpts, ref = _abacus_bands(SCF)
-    ours = band_energies(scf, kpts)
+    ours = energies_at(scf, kpts)[0]
     assert ours.shape == (216, 50)
     assert np.abs(ours[:, :34] - ref).max() < 1e-5  # eV; measured 3.7e-6 (README: <= 3.7e-6)
 
@@ -35,7 +36,7 @@ def test_h0_smallmag_band_energies_equal_abacus(scf):
     h0 = ab.read_h0(run)
     h0.S = scf.S  # h0_smallmag/ has no srs1 (byte-identical to scf's)
     kpts, ref = _abacus_bands(run)
-    assert np.abs(band_energies(h0, kpts[::9], which="H0")[:, :34] - ref[::9]).max() < 1e-5
+    assert np.abs(energies_at(h0, kpts[::9], which="H0")[0][:, :34] - ref[::9]).max() < 1e-5
 
 
 def _levels(energies, tol=1e-4):
@@ -47,7 +48,7 @@ def _levels(energies, tol=1e-4):
 def test_gamma_soc_splittings(scf):
     """README § 3.2 (Gamma, absolute eV): 5d Gamma8+ -6.2277 (x4), Gamma7+ -3.7360 (x2),
     Gamma8+ -3.6375 (x4); 6s 0.6065 (x2); 6p Gamma6- 18.885 (x2), Gamma8- 21.667 (x4)."""
-    level, deg = _levels(band_energies(scf, [[0, 0, 0]])[0][:18])
+    level, deg = _levels(energies_at(scf, [[0, 0, 0]])[0, 0][:18])
     assert deg == [4, 2, 4, 2, 2, 4]
     assert level == pytest.approx([-6.2277, -3.7360, -3.6375, 0.6065, 18.885, 21.667], abs=1e-3)
     assert level[5] - level[4] == pytest.approx(2.782, abs=1e-3)  # 6p SOC splitting
@@ -61,12 +62,12 @@ def test_without_the_soc_terms_the_p_and_d_splittings_vanish(scf):
                                   scf.H.data[3].real]))
     no_soc = ab.read_run(SCF, with_matrices=("S",))
     no_soc.H = scalar
-    _, deg = _levels(band_energies(no_soc, [[0, 0, 0]])[0][:18])
+    _, deg = _levels(energies_at(no_soc, [[0, 0, 0]])[0, 0][:18])
     assert deg == [6, 4, 2, 6]
 
 
 def test_spinor_bloch_sum_is_hermitian_and_s_is_spin_diagonal(scf):
     k = [[0.1, 0.25, -0.3]]
-    hk, sk = spinor_bloch_sum(scf.H, k)[0], spinor_bloch_sum(scf.S, k)[0]
+    hk, sk = BlochSum(scf.H).dense(k, spinor=True)[0, 0], BlochSum(scf.S).dense(k, spinor=True)[0, 0]
     assert np.abs(hk - hk.conj().T).max() < 1e-12
     assert np.abs(sk[0::2, 1::2]).max() == 0 and np.array_equal(sk[0::2, 0::2], sk[1::2, 1::2])

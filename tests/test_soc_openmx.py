@@ -10,12 +10,13 @@ from click.testing import CliRunner
 from dftplug.cli import main
 from dftplug.dataset import read_dataset
 from dftplug.errors import MismatchError, ParseError
-from dftplug.kspace_soc import band_energies, dense_by_cell, density_matrix
+from dftplug.bands import energies_at
 from dftplug.parsers import openmx as om
 
 from .conftest import shared_path
-from .test_openmx import _band_file, _scfout_bytes
-from .test_soc_siesta import KB_EV, fermi_dirac, levels, soc_part, symmetry_error
+from .code_bands import openmx_band_file
+from .test_openmx import _scfout_bytes
+from .test_soc_siesta import levels, soc_part, spinor_dm_errors, symmetry_error
 from .test_soc_symmetry import CUBIC
 
 HA = om.HARTREE_TO_EV
@@ -41,17 +42,15 @@ def test_spinor_channels_and_numbers_of_the_log(scf):
 
 def test_band_energies_equal_openmx_band_file(scf):
     """All 30 bands at the 100 k of ``scf/pt_fcc.Band`` (Ha, ChemP as in the file)."""
-    bands = _band_file(run("scf") / "pt_fcc.Band")
-    k = np.array([kk for kk, _ in bands])
-    printed = np.array([eig[0] for _, eig in bands])  # SOC: one list of spinor levels
-    assert printed.shape == (100, 30)
-    assert np.abs(band_energies(scf, k) / HA - printed).max() < 1e-9  # Ha (measured 1.3e-10)
+    k, printed = openmx_band_file(run("scf") / "pt_fcc.Band")
+    assert printed.shape == (1, 100, 30)  # SOC: one list of spinor levels
+    assert np.abs(energies_at(scf, k) / HA - printed).max() < 1e-9  # Ha (measured 1.3e-10)
 
 
 def test_gamma_spin_orbit_splittings(scf):
     """README § 2.2 (eV relative to ChemP): 5p Gamma6- -62.274 (x2), Gamma8- -48.172 (x4), 6s -10.573,
     t2g Gamma8+ -4.407 (x4), Gamma7+ -3.441, eg -1.570 (x4); degenerate to <= 11 meV (the grid)."""
-    level, deg = levels(band_energies(scf, [[0, 0, 0]])[0][:18] - scf.fermi_level, tol=0.02)
+    level, deg = levels(energies_at(scf, [[0, 0, 0]])[0, 0][:18] - scf.fermi_level, tol=0.02)
     assert deg == [2, 4, 2, 4, 2, 4]
     assert level == pytest.approx([-62.274, -48.172, -10.573, -4.407, -3.441, -1.570], abs=2e-3)
     assert level[4] - level[3] == pytest.approx(0.966, abs=1e-3)  # t2g: Gamma7+ - Gamma8+
@@ -69,15 +68,11 @@ def test_electron_count_moment_and_hermiticity(scf):
 def test_dm_is_rebuilt_from_the_eigenvectors_of_h(scf):
     """OpenMX's DM blocks are the complex conjugate of the common object's DM: the DM rebuilt with
     OpenMX's occupations (its 8x8x8 grid, shifted by half a step for even n; 300 K) equals the DM read."""
-    g = (np.arange(8) + 0.5) / 8 - 0.5
-    kpts = np.stack(np.meshgrid(g, g, g, indexing="ij"), -1).reshape(-1, 3)
-    kt = scf.settings["electronic_temperature_K"] * KB_EV
-    cells, got = dense_by_cell(scf.DM)
-    want = density_matrix(scf, kpts, fermi_dirac(scf.fermi_level, kt, len(kpts)), cells)
-    stored = np.any(got != 0, axis=1, keepdims=True)
-    assert np.abs(np.where(stored, want - got, 0)).max() < 5e-6  # measured 1.2e-6
-    assert np.abs(np.where(stored, want.imag, 0)).max() > 0.03
-    assert np.abs(np.where(stored, want - got.conj(), 0)).max() > 0.05  # guard: the file's own sign fails
+    assert scf.settings["kmesh"] == [8, 8, 8] and scf.settings["kmesh_shift"] == [1, 1, 1]
+    error, imag, conj_error, _ = spinor_dm_errors(scf)
+    assert error < 5e-6  # measured 1.2e-6
+    assert imag > 0.03
+    assert conj_error > 0.05  # guard: the file's own sign fails
 
 
 # ------------------------------------------------------------------ symmetry and time reversal

@@ -1,7 +1,6 @@
 """SIESTA 4.1.5 spin-orbit (nspin 8) reader and writers on the real fcc Pt fixtures
 (README of ../shared/fixtures/soc, § 1)."""
 import json
-import lzma
 import re
 from dataclasses import replace
 
@@ -13,13 +12,14 @@ from dftplug.cli import main
 from dftplug.dataset import read_dataset
 from dftplug.errors import ParseError
 from dftplug.blocksparse import BlockSparse
-from dftplug.kspace_soc import band_energies, dense_by_cell, density_matrix
+from dftplug.bands import energies_at
+from dftplug.density import density_matrix
 from dftplug.parsers import abacus as ab
 from dftplug.parsers import siesta as si
 
 from .conftest import FIXTURES, shared_path
 from .test_siesta import _plain_copy, _sparse_equal
-from .test_sislio import kpoints
+from .code_bands import siesta_eig, siesta_kpoints
 from .test_soc_symmetry import CUBIC, _cell_map, _relabel
 
 PT = FIXTURES / "soc" / "siesta" / "pt_fcc"
@@ -38,19 +38,11 @@ def soc_part(m):
     return m.copy(d)
 
 
-def printed_eig(path):
-    """SIESTA's nspin-8 ``.EIG``: (E_F, energies (nk, 2 no)) in eV as printed."""
-    tokens = lzma.decompress(path.read_bytes()).decode().split()
-    nbands, nspin, nk = (int(x) for x in tokens[1:4])
-    assert nspin == 8  # one list of 2 no spinor levels per k
-    return float(tokens[0]), np.array(tokens[4:], float).reshape(nk, nbands + 1)[:, 1:]
-
-
 def grid_kpoints(h):
     """The ``.KP`` k points (6 printed digits) snapped to the run's Monkhorst-Pack grid (no shift)."""
     n = np.diag(h.settings["kgrid"])
     assert h.settings["kdispl"] == [0.0, 0.0, 0.0]
-    k, _ = kpoints(PT / "scf", h)
+    k = siesta_kpoints(PT / "scf" / "pt_fcc.KP", h.atoms.cell.array)
     snapped = np.rint(k * n) / n
     assert np.abs(k - snapped).max() < 1e-5
     return snapped
@@ -78,8 +70,9 @@ def test_spinor_channels_and_numbers_of_the_log(scf):
 @pytest.mark.parametrize("run", ["scf", "h0"])
 def test_band_energies_equal_siestas_eig_at_all_512_kpoints(scf, run):
     h = scf if run == "scf" else si.read_h0(PT / "h0")
-    ef, printed = printed_eig(PT / run / "pt_fcc.EIG.xz")
-    ours = band_energies(h, grid_kpoints(scf), which="H" if run == "scf" else "H0")
+    ef, printed = siesta_eig(PT / run / "pt_fcc.EIG")
+    printed = printed[0]  # nspin 8: one list of 2 no spinor levels per k
+    ours = energies_at(h, grid_kpoints(scf), which="H" if run == "scf" else "H0")[0]
     assert ef == pytest.approx(h.fermi_level, abs=5e-7)
     assert np.abs(ours - printed).max() < 1e-4            # eV, all 24 bands (measured 4.7e-5)
     assert np.abs(ours[:, :12] - printed[:, :12]).max() < 1e-6  # the 12 lowest (measured 5e-8)
@@ -87,7 +80,7 @@ def test_band_energies_equal_siestas_eig_at_all_512_kpoints(scf, run):
 
 def test_gamma_t2g_spin_orbit_splitting(scf):
     """README § 1.2: 6s -12.0721 (x2), t2g Gamma8+ -5.6532 (x4), Gamma7+ -4.7167 (x2), eg -2.8325 (x4)."""
-    level, deg = levels(band_energies(scf, [[0, 0, 0]])[0][:12])
+    level, deg = levels(energies_at(scf, [[0, 0, 0]])[0, 0][:12])
     assert deg == [2, 4, 2, 4]
     assert level == pytest.approx([-12.0721, -5.6532, -4.7167, -2.8325], abs=2e-4)
     assert level[2] - level[1] == pytest.approx(0.936, abs=1e-3)
@@ -98,7 +91,7 @@ def test_without_the_soc_terms_t2g_is_not_split(scf):
     scalar = scf.H.copy(scf.H.data - soc_part(scf.H).data)
     h = si.read_run(PT / "scf", with_matrices=("S",))
     h.H = scalar
-    _, deg = levels(band_energies(h, [[0, 0, 0]])[0][:12])
+    _, deg = levels(energies_at(h, [[0, 0, 0]])[0, 0][:12])
     assert deg == [2, 6, 4]
 
 
@@ -110,22 +103,27 @@ def test_electron_count_moment_and_hermiticity(scf):
     assert herm["H"] < 1e-9 and herm["H0"] < 1e-9 and herm["S"] < 1e-9 and herm["DM"] < 1e-14
 
 
-def fermi_dirac(fermi_level, kt, nk):
-    """Occupations of nk equally weighted k-points: Fermi-Dirac at E_F and kT (eV)."""
-    return lambda e: 0.5 * (1 - np.tanh((e - fermi_level) / (2 * kt))) / nk
+def spinor_dm_errors(h):
+    """(max |DM_toolkit − DM_code|, max |Im DM_toolkit|, max |DM_toolkit − conj DM_code|) on the elements the
+    code stores, and their count: the toolkit's DM on the run's mesh, smearing and its own E_F, which is
+    the code's (measured SIESTA 1e-10 eV, OpenMX 6e-10 eV)."""
+    result = density_matrix(h, pairs=h.DM.pairs)
+    assert result.fermi_level == pytest.approx(h.fermi_level, abs=1e-6)
+    want, got = result.DM.data, h.DM.data
+    stored = np.any(got != 0, axis=0)
+    return (np.abs(want - got)[:, stored].max(), np.abs(want.imag)[:, stored].max(),
+            np.abs(want - got.conj())[:, stored].max(), int(stored.sum()))
 
 
 def test_dm_is_rebuilt_from_the_eigenvectors_of_h(scf):
     """Pins the DM's components 5-8 (not checked in the README) against H's convention."""
     assert scf.settings["smearing_kT_eV"] == pytest.approx(300 * KB_EV, rel=1e-5)
-    kpts = grid_kpoints(scf)
-    cells, got = dense_by_cell(scf.DM)
-    want = density_matrix(scf, kpts, fermi_dirac(scf.fermi_level, scf.settings["smearing_kT_eV"], len(kpts)), cells)
-    stored = np.any(got != 0, axis=1, keepdims=True)  # SIESTA keeps the elements of its sparsity only
-    assert stored.sum() > 14000  # of 14446
-    assert np.abs(np.where(stored, want - got, 0)).max() < 1e-7  # measured 5e-9
-    assert np.abs(np.where(stored, want.imag, 0)).max() > 0.03  # the test sees the imaginary parts
-    assert np.abs(np.where(stored, want - got.conj(), 0)).max() > 0.05  # guard: the conjugate DM fails
+    assert scf.settings["kmesh"] == list(np.diag(scf.settings["kgrid"])) and grid_kpoints(scf) is not None
+    error, imag, conj_error, stored = spinor_dm_errors(scf)
+    assert stored > 14000  # 14446 of the 35856 elements of the DM blocks: SIESTA keeps its sparsity only
+    assert error < 1e-7  # measured 4.5e-9
+    assert imag > 0.03  # the test sees the imaginary parts
+    assert conj_error > 0.05  # guard: the conjugate DM fails
 
 
 # ------------------------------------------------------------------ symmetry and time reversal
@@ -170,7 +168,7 @@ def test_other_sign_of_i_keeps_the_levels_and_breaks_the_symmetry(monkeypatch):
     monkeypatch.setattr(si, "SOC_PARTS", tuple((b, np.conj(f)) for b, f in si.SOC_PARTS))
     h = si.read_run(PT / "scf", with_matrices=("H", "S"))
     assert h.hermiticity_error()["H"] < 1e-9
-    assert levels(band_energies(h, [[0, 0, 0]])[0][:12])[1] == [2, 4, 2, 4]
+    assert levels(energies_at(h, [[0, 0, 0]])[0, 0][:12])[1] == [2, 4, 2, 4]
     assert symmetry_error(h, "H", "C3[111]") > 0.5
 
 
@@ -179,7 +177,7 @@ def test_without_the_spin_transpose_the_levels_are_wrong(monkeypatch):
     x2 -5.731, x4 -5.179 instead of x4 -5.653, x2 -4.717."""
     monkeypatch.setattr(si, "_SWAP_SPIN", [0, 1, 2, 3])
     h = si.read_run(PT / "scf", with_matrices=("H", "S"))
-    level, deg = levels(band_energies(h, [[0, 0, 0]])[0][:12])
+    level, deg = levels(energies_at(h, [[0, 0, 0]])[0, 0][:12])
     assert deg == [2, 2, 4, 4] and level[1] == pytest.approx(-5.731, abs=1e-3)
 
 

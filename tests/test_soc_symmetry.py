@@ -5,7 +5,7 @@ import pytest
 from scipy.spatial.transform import Rotation
 
 from dftplug.blocksparse import BlockSparse
-from dftplug.kspace_soc import band_energies
+from dftplug.bands import energies_at
 from dftplug.orbitals import block_rotation, spin_half_d
 from dftplug.parsers import abacus as ab
 
@@ -100,7 +100,7 @@ def test_random_rotation_keeps_the_bands_at_rotated_k(scf):
     kcart = np.random.default_rng(3).normal(size=(5, 3))  # k in 1/Å (times 2 pi)
     k_red = kcart @ scf.atoms.cell.array.T
     k_red_rot = (kcart @ rot.T) @ rotated.atoms.cell.array.T
-    assert np.abs(band_energies(rotated, k_red_rot) - band_energies(scf, k_red)).max() < 1e-9
+    assert np.abs(energies_at(rotated, k_red_rot) - energies_at(scf, k_red)).max() < 1e-9
 
 
 def test_time_reversal_is_an_antiunitary_involution_on_operators(scf):

@@ -1,4 +1,7 @@
-"""``dftplug bands`` and ``dftplug dos``: band structure / DOS of a run's H(R), S(R), with plots."""
+"""``dftplug bands`` and ``dftplug dos``: band structure / DOS of a run's H(R), S(R), with plots.
+
+SOURCE is a run folder of any supported code or a dataset file (.h5, one structure: ``--structure``);
+nspin 1, 2 and 4 (spin–orbit: one channel of spinor levels)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -8,6 +11,7 @@ from ase.calculators.calculator import kptdensity2monkhorstpack
 
 from dftplug.bandio import plot_bands, plot_dos, write_bands, write_dos
 from dftplug.bands import band_structure, bands_near, standard_path
+from dftplug.dataset import dataset_names, iter_dataset
 from dftplug.density import mesh_fermi_level
 from dftplug.dos import density_of_states
 from dftplug.errors import DftplugError
@@ -16,14 +20,20 @@ from dftplug.hamiltonian import Hamiltonian
 from . import emit_json, main, reports_errors
 
 
-def load_hamiltonian(source) -> Hamiltonian:
-    """A run folder of any supported code (parsers.detect), or a dataset file (.h5)."""
+def load_hamiltonian(source, structure: str | None = None) -> Hamiltonian:
+    """A run folder of any supported code (parsers.detect), or the structure named ``structure`` of a
+    dataset file (.h5; default its first structure)."""
     source = Path(source)
     if source.suffix == ".h5":
-        raise DftplugError(f"{source}: reading HDF5 datasets is not wired into this command yet; "
-                           "pass the DFT run folder")
-    from dftplug.parsers import code_module, detect
-    h = code_module(detect(source)).read_run(source)
+        names = [structure] if structure else dataset_names(source)[:1]
+        if not names:
+            raise DftplugError(f"{source}: the dataset holds no structure")
+        _, h = next(iter_dataset(source, names))
+    elif structure:
+        raise DftplugError("--structure picks a structure of a .h5 dataset, not of a run folder")
+    else:
+        from dftplug.parsers import code_module, detect
+        h = code_module(detect(source)).read_run(source)
     if h.H is None or h.S is None:
         raise DftplugError(f"{source}: the run holds no H(R) and S(R)")
     return h
@@ -32,6 +42,7 @@ def load_hamiltonian(source) -> Hamiltonian:
 @main.command("bands")
 @click.argument("source", type=click.Path(exists=True))
 @click.option("-o", "--outdir", required=True, type=click.Path(file_okay=False), help="output folder")
+@click.option("--structure", default=None, help="structure of a .h5 dataset SOURCE (default: the first)")
 @click.option("--path", "path", default=None, help="special points, e.g. GXL or GXWK,GL (default: the "
               "standard path of the lattice)")
 @click.option("--npoints", default=200, show_default=True, help="k-points along the whole path")
@@ -40,11 +51,13 @@ def load_hamiltonian(source) -> Hamiltonian:
 @click.option("--json", "as_json", is_flag=True, help="print a JSON summary (gap, Fermi level, files)")
 @click.option("-v", "--verbose", is_flag=True, help="progress bar")
 @reports_errors
-def bands(source, outdir, path, npoints, near, as_json, verbose):
-    """Band structure of SOURCE (run folder) along a k-path: bands.txt, bands.h5, bands.png.
+def bands(source, outdir, structure, path, npoints, near, as_json, verbose):
+    """Band structure of SOURCE along a k-path: bands.txt, bands.h5, bands.png.
 
-    Energies are on the run's own scale; E_F is the run's, or found on its k-mesh if it has none."""
-    h = load_hamiltonian(source)
+    SOURCE: a run folder (ABACUS, OpenMX, SIESTA, DeepH) or a dftplug dataset (.h5, see --structure).
+    Energies are on the run's own scale; E_F is the run's, or found on its k-mesh if it has none.
+    Spin-orbit runs (nspin 4) give one channel of 2·nao spinor levels."""
+    h = load_hamiltonian(source, structure)
     if h.fermi_level is None and h.nelec is not None and "kmesh" in h.settings:
         h.fermi_level = mesh_fermi_level(h)
     kpath = standard_path(h, path, npoints)
@@ -68,17 +81,23 @@ def bands(source, outdir, path, npoints, near, as_json, verbose):
 @main.command("dos")
 @click.argument("source", type=click.Path(exists=True))
 @click.option("-o", "--outdir", required=True, type=click.Path(file_okay=False), help="output folder")
+@click.option("--structure", default=None, help="structure of a .h5 dataset SOURCE (default: the first)")
 @click.option("--sigma", default=0.1, show_default=True,
               help="Gaussian width σ of the DOS in eV: e^{-(E/σ)²}/(σ√π)")
-@click.option("--mesh", nargs=3, type=int, default=None, help="Γ-centred k-mesh (default: the run's)")
+@click.option("--mesh", nargs=3, type=int, default=None, help="Γ-centred k-mesh (default: the run's, with "
+              "its shift)")
 @click.option("--json", "as_json", is_flag=True, help="print a JSON summary (Fermi level, electron count)")
 @click.option("-v", "--verbose", is_flag=True, help="progress bar")
 @reports_errors
-def dos(source, outdir, sigma, mesh, as_json, verbose):
-    """Total and Mulliken-projected DOS of SOURCE: dos.txt, dos.h5, dos.png."""
-    h = load_hamiltonian(source)
+def dos(source, outdir, structure, sigma, mesh, as_json, verbose):
+    """Total and Mulliken-projected DOS of SOURCE: dos.txt, dos.h5, dos.png.
+
+    SOURCE: a run folder or a dftplug dataset (.h5, see --structure). E_F is found on the same mesh
+    with the run's smearing; spin-orbit runs give one channel (each spinor level holds one electron)."""
+    h = load_hamiltonian(source, structure)
+    shift = h.settings.get("kmesh_shift", (0, 0, 0)) if not mesh and "kmesh" in h.settings else (0, 0, 0)
     mesh = list(mesh) if mesh else h.settings.get("kmesh") or kptdensity2monkhorstpack(h.atoms, 5.0).tolist()
-    result = density_of_states(h, mesh, sigma, progress=verbose)
+    result = density_of_states(h, mesh, sigma, shift=shift, progress=verbose)
     files = write_dos(result, outdir) + [plot_dos(result, Path(outdir) / "dos.png",
                                                   title=h.atoms.get_chemical_formula())]
     summary = {"source": str(source), "mesh": [int(m) for m in mesh], "sigma_eV": sigma,
