@@ -48,6 +48,30 @@ def test_abacus_nspin2_starts_from_dm(tmp_path):
     assert np.abs((h.DM.with_pairs(ref.pairs) - ref).data).max() < 1e-5
 
 
+def test_siesta_dm_from_exact_h_is_siestas(tmp_path):
+    run = FIXTURES / "siesta" / "si_diamond" / "scf"
+    h = si.read_run(run)
+    ref = si.read_run(run).DM
+    guess = write_scf_guess(h, "siesta", tmp_path)
+    assert guess.input_lines == ["DM.UseSaveDM       true"]
+    assert {p.name for p in guess.files} == {"si_diamond.DM", "si_diamond.TSHS", "H_IN"}
+    # the DM built from the exact H equals SIESTA's on the elements SIESTA stores (its sparsity
+    # omits orbital pairs out of range, which the written file omits too) ...
+    stored = ref.data != 0
+    assert np.abs((h.DM.with_pairs(ref.pairs) - ref).data[stored]).max() < 1e-5
+    # ... and the written file holds it in SIESTA's layout: it reads back as the same numbers
+    back = si.read_run(run)
+    shutil.copytree(run, tmp_path / "run")
+    (tmp_path / "run" / "si_diamond.DM").unlink(missing_ok=True)
+    for p in (tmp_path / "run").glob("si_diamond.DM*"):
+        p.unlink()
+    shutil.copy(tmp_path / "si_diamond.DM", tmp_path / "run" / "si_diamond.DM")
+    back = si.read_run(tmp_path / "run")
+    on_file = h.DM.with_pairs(back.DM.pairs).data
+    assert np.abs((back.DM.data - on_file)[back.DM.data != 0]).max() < 1e-12
+    assert np.abs(back.DM.data - ref.with_pairs(back.DM.pairs).data).max() < 1e-5
+
+
 def test_openmx_scfout_of_exact_h_is_openmx_file(tmp_path):
     run = FIXTURES / "openmx" / "h2o" / "scf"
     h = omx.read_run(run)
