@@ -195,8 +195,8 @@ class BlockLinearResponse(nn.Module):
 
     @torch.no_grad()
     def fit(self, batches, ridge: float = 1e-6) -> None:
-        """Least squares W from (h0, s, r, target) tuples, with a ridge penalty relative to
-        the trace of the normal matrix (the features are standardised first)."""
+        """Least squares W from (h0, s, r, target) tuples (float64), features standardised, with
+        a ridge penalty ``ridge`` × the mean diagonal of the standardised normal matrix."""
         normal = [0.0] * len(self.weights)
         rhs = [0.0] * len(self.weights)
         for h0, s, r, target in batches:
@@ -212,7 +212,10 @@ class BlockLinearResponse(nn.Module):
             if not torch.is_tensor(normal[n]):
                 continue
             a = normal[n]
-            scale = a.diagonal().clamp_min(1e-300).sqrt()
+            # standardise; features 1e6 below the slot's largest are noise (e.g. the antisymmetric
+            # p-p part of symmetric blocks) and must not get huge weights
+            scale = a.diagonal().clamp_min(0).sqrt()
+            scale = scale.clamp_min(1e-6 * float(scale.max().clamp_min(1e-300)))
             a_std = a / scale[:, None] / scale[None, :]
             a_std = a_std + ridge * torch.eye(len(a), dtype=a.dtype) * a_std.diagonal().mean()
             sol = torch.linalg.solve(a_std, rhs[n] / scale[:, None]) / scale[:, None]

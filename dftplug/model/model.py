@@ -17,7 +17,8 @@ Architecture (HamGNN-style message passing fed with NextHAM's H0 descriptors):
        ΔH_ij(R) ← ½ [X_ij(R) + X_ji(−R)ᵀ]
    (the transpose acts on irreps features as the fixed orthogonal map of
    :meth:`.irreps.PairLayout.transpose_matrix`), then a per-structure constant is added:
-       ΔH_ij(R) += μ S_ij(R),  μ = mean over atoms of a scalar readout (eV, one per spin).
+       ΔH_ij(R) += μ S_ij(R),  μ = mean over atoms of a scalar readout (one per spin) times
+   the RMS over the training structures of the best μ left by the linear response (eV).
    The μ·S channel carries the shift of the potential's zero reference between H0 and H_scf
    (0.28 eV on ABACUS si8, ~2.9 eV on ABACUS graphene) as one intensive number instead of
    asking every block to learn it (cf. NextHAM, arXiv:2509.19877).
@@ -120,7 +121,8 @@ class DeltaHModel(nn.Module):
         self.readout_edge = GatedLinear(self.irreps_edge, self.irreps_edge)
         self.readouts = nn.ModuleList([o3.Linear(self.irreps_edge, p.irreps * nspin) for p in pairs])
         self.response = nn.ModuleList([BlockLinearResponse(p.irreps, nspin, c.r_max, c.num_basis) for p in pairs])
-        self.mu_readout = nn.Linear(self.irreps_node.count("0e"), nspin)
+        self.mu_readout = nn.Linear(self.irreps_node.count("0e"), nspin)  # in units of mu_scale
+        self.register_buffer("mu_scale", torch.tensor(1e-2))  # eV, set from the data
         with torch.no_grad():  # start from ΔH = 0, i.e. exactly the H0 baseline
             for lin in self.readouts:
                 lin.weight.zero_()
@@ -142,6 +144,8 @@ class DeltaHModel(nn.Module):
         components of an irrep and by the spin channels, so the scaling stays equivariant.
         Returns, per species pair, the RMS (eV) of ΔH and of the residual of the linear part."""
         summary = {}
+        rs = torch.zeros(len(graphs), dtype=torch.float64)  # ⟨rest, S⟩ and ⟨S, S⟩ per structure
+        ss = torch.zeros(len(graphs), dtype=torch.float64)
         for t, p in enumerate(self.layout.pairs):
             chan = torch.as_tensor(p.channel_of_feature)
             edges = [g.type_edges[t] for g in graphs]
@@ -157,10 +161,16 @@ class DeltaHModel(nn.Module):
                 self.response[t].fit(zip(h0, s, r, dh))
             rest = [y - self.response[t](a.to(dtype), b.to(dtype), c.to(dtype)).double()
                     for a, b, c, y in zip(h0, s, r, dh)]
+            for n, (x, b) in enumerate(zip(rest, s)):
+                rs[n] += float((x * b.double()[:, None]).sum())
+                ss[n] += float(x.shape[1] * b.double().pow(2).sum())
             rest = torch.cat(rest).flatten(0, 1)
             getattr(self, f"output_scale_{t}").copy_(_channel_rms(rest, chan))
             summary[f"{p.a}-{p.b}"] = {"target_rms_eV": _rms(torch.cat(dh)),
                                        "after_linear_response_rms_eV": _rms(rest)}
+        mu = rs / ss.clamp_min(1e-300)
+        self.mu_scale.fill_(max(_rms(mu), 1e-4))
+        summary["mu_after_linear_response_rms_eV"] = _rms(mu)
         return summary
 
     # ----------------------------------------------------------------- forward
@@ -186,7 +196,7 @@ class DeltaHModel(nn.Module):
         raw = [self.readouts[t](z[edges]).view(len(edges), nspin, -1) * getattr(self, f"output_scale_{t}")
                + self.response[t](g.h0[t], g.s[t], r[edges]) for t, edges in enumerate(g.type_edges)]
         mu = scatter_sum(self.mu_readout(h[:, : self.mu_readout.in_features]), g.node_graph, g.n_graphs)
-        mu = mu / scatter_sum(torch.ones_like(h[:, :1]), g.node_graph, g.n_graphs)
+        mu = self.mu_scale * mu / scatter_sum(torch.ones_like(h[:, :1]), g.node_graph, g.n_graphs)
         return self._hermitian(g, raw, mu), mu
 
     def _hermitian(self, g: Graph, raw: list, mu: torch.Tensor) -> list:
