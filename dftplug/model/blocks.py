@@ -194,7 +194,7 @@ class BlockLinearResponse(nn.Module):
         return torch.cat(outs, dim=-1)
 
     @torch.no_grad()
-    def fit(self, batches, ridge: float = 1e-6) -> None:
+    def fit(self, batches, ridge: float = 1e-3) -> None:
         """Least squares W from (h0, s, r, target) tuples (float64), features standardised, with
         a ridge penalty ``ridge`` × the mean diagonal of the standardised normal matrix."""
         normal = [0.0] * len(self.weights)

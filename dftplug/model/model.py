@@ -52,6 +52,9 @@ class ModelConfig:
     r_max: float = 10.0               # Å, radial envelope cutoff (set from the data by training)
     avg_neighbors: float = 100.0      # mean edges per atom (set from the data by training)
     linear_response: bool = True      # fit and add the closed-form linear response of H0/S
+    response_basis: int = 16          # Gaussians of |r_ij| of the linear response
+    response_r_max: float = 12.0      # Å, its cutoff (set by training: 99.9 % of Σ|ΔH| lies inside)
+    response_ridge: float = 1e-3      # its ridge penalty (relative; 1e-3 generalises on si8)
     dtype: str = "float32"
 
     def to_dict(self) -> dict:
@@ -120,7 +123,7 @@ class DeltaHModel(nn.Module):
                         c.avg_neighbors) for _ in range(c.num_layers)])
         self.readout_edge = GatedLinear(self.irreps_edge, self.irreps_edge)
         self.readouts = nn.ModuleList([o3.Linear(self.irreps_edge, p.irreps * nspin) for p in pairs])
-        self.response = nn.ModuleList([BlockLinearResponse(p.irreps, nspin, c.r_max, c.num_basis) for p in pairs])
+        self.response = nn.ModuleList([BlockLinearResponse(p.irreps, nspin, c.response_r_max, c.response_basis) for p in pairs])
         self.mu_readout = nn.Linear(self.irreps_node.count("0e"), nspin)  # in units of mu_scale
         self.register_buffer("mu_scale", torch.tensor(1e-2))  # eV, set from the data
         with torch.no_grad():  # start from ΔH = 0, i.e. exactly the H0 baseline
@@ -158,7 +161,7 @@ class DeltaHModel(nn.Module):
                 _channel_rms(torch.cat(s), chan)[None]]))
             dtype = getattr(self, f"input_scale_{t}").dtype
             if self.config.linear_response:
-                self.response[t].fit(zip(h0, s, r, dh))
+                self.response[t].fit(zip(h0, s, r, dh), self.config.response_ridge)
             rest = [y - self.response[t](a.to(dtype), b.to(dtype), c.to(dtype)).double()
                     for a, b, c, y in zip(h0, s, r, dh)]
             for n, (x, b) in enumerate(zip(rest, s)):

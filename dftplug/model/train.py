@@ -116,6 +116,17 @@ def split(names: list[str], fraction: float, seed: int) -> tuple[list[int], list
     return sorted(order[n_val:].tolist()), sorted(order[:n_val].tolist())
 
 
+def _support_radius(graphs: list[Graph], fraction: float) -> float:
+    """Bond length (Å) within which ``fraction`` of Σ|ΔH| of ``graphs`` lies. The linear response
+    fits bond-length functions only there: the sparse tail would be fitted to noise."""
+    r = torch.cat([g.edge_vec[e].norm(dim=-1) for g in graphs for e in g.type_edges])
+    w = torch.cat([t.abs().flatten(1).sum(1) for g in graphs for t in g.target])
+    order = torch.argsort(r)
+    cum = torch.cumsum(w[order].double(), 0)
+    k = int(torch.searchsorted(cum, fraction * cum[-1]))
+    return float(r[order][min(k, len(r) - 1)])
+
+
 def _mae(model, graphs: list[Graph], layout, device, dtype) -> dict:
     model.eval()
     sums = {"raw": 0.0, "fixed": 0.0, "base": 0.0, "count": 0.0}
@@ -163,8 +174,11 @@ def train(data_paths, output, config: TrainConfig | None = None, model_config: M
               for i, (name, h) in enumerate(items)]
     train_g, val_g = [graphs[i] for i in train_idx], [graphs[i] for i in val_idx]
     del items
-    lengths = torch.cat([g.edge_vec.norm(dim=-1) for g in train_g])
+    # radial cutoff: the longest bond whose H0 block is not zero (codes may store zero blocks)
+    lengths = torch.cat([g.edge_vec[e].norm(dim=-1)[x.flatten(1).abs().amax(1) > 0]
+                         for g in train_g for e, x in zip(g.type_edges, g.h0)])
     model_config.r_max = float(lengths.max()) + 0.5
+    model_config.response_r_max = _support_radius(train_g, 0.999) + 0.5
     model_config.avg_neighbors = float(sum(g.n_edges for g in train_g) / sum(len(g.species) for g in train_g))
     sigma = float(torch.cat([t.reshape(-1) for g in train_g for t in g.target]).pow(2).mean().sqrt())
 
