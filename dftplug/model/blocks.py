@@ -41,7 +41,7 @@ class RadialBasis(nn.Module):
         super().__init__()
         self.r_max = float(r_max)
         self.register_buffer("centers", torch.linspace(0.0, r_max, num_basis))
-        self.width = r_max / num_basis
+        self.width = r_max / max(num_basis, 1)
 
     def forward(self, r: torch.Tensor) -> torch.Tensor:
         g = torch.exp(-0.5 * ((r[:, None] - self.centers) / self.width) ** 2)
@@ -151,33 +151,35 @@ class Interaction(nn.Module):
 
 class BlockLinearResponse(nn.Module):
     """Equivariant linear map from a pair's own H0 and S blocks to its ΔH block, modulated by
-    the bond length (a "linear response" baseline the network then corrects):
+    invariants of the bond and its surroundings (a "linear response" baseline the network then
+    corrects):
 
-        ΔH^{(L,p)}_{e,o,M} = Σ_k φ_k(r_e) Σ_c W^{(L,p)}_{k,c,o} x^{(L,p)}_{e,c,M}
+        ΔH^{(L,p)}_{e,o,M} = Σ_k b_k(e) Σ_c W^{(L,p)}_{k,c,o} x^{(L,p)}_{e,c,M}
 
-    x = irreps features of [H0 (each spin), S] of edge e (channels c of one irrep type (L, p)),
-    φ_k = Gaussians of r (Å) plus an on-site indicator. Only channels of the same irrep are
+    x = irreps features of [H0 (each spin), S] of edge e (channels c of one irrep type (L, p));
+    b(e) = [Gaussians of r_e (Å), on-site indicator, environment invariants of the edge's two
+    atoms (see :meth:`.model.DeltaHModel.environment`)]. Only channels of the same irrep are
     mixed, with the same weight for all 2L+1 components M: equivariant. W is the closed-form
     ridge-regression fit to the training targets (:meth:`fit`), kept fixed while the network
     learns what it leaves (buffers, not parameters: gradient steps would only blur the optimum).
 
-    forward: h0 (E, S, dim), s (E, dim), r (E,) → (E, S, dim) eV.
+    forward: h0 (E, S, dim), s (E, dim), r (E,), env (E, num_env) → (E, S, dim) eV.
     """
 
-    def __init__(self, irreps: o3.Irreps, nspin: int, r_max: float, num_basis: int):
+    def __init__(self, irreps: o3.Irreps, nspin: int, r_max: float, num_basis: int, num_env: int = 0):
         super().__init__()
         self.irreps, self.nspin = o3.Irreps(irreps), nspin
         self.radial = RadialBasis(r_max, num_basis)
         for n, (mul, _) in enumerate(self.irreps):
-            self.register_buffer(f"weight_{n}", torch.zeros(num_basis + 1, (nspin + 1) * mul, nspin * mul))
+            self.register_buffer(f"weight_{n}", torch.zeros(num_basis + 1 + num_env, (nspin + 1) * mul, nspin * mul))
 
     @property
     def weights(self) -> list[torch.Tensor]:
         return [getattr(self, f"weight_{n}") for n in range(len(self.irreps))]
 
-    def basis(self, r: torch.Tensor) -> torch.Tensor:
-        """(E, num_basis + 1): the Gaussians and the on-site indicator."""
-        return torch.cat([self.radial(r), (r < 1e-8).to(r.dtype)[:, None]], dim=-1)
+    def basis(self, r: torch.Tensor, env: torch.Tensor) -> torch.Tensor:
+        """(E, num_basis + 1 + num_env): Gaussians of r, on-site indicator, environment."""
+        return torch.cat([self.radial(r), (r < 1e-8).to(r.dtype)[:, None], env], dim=-1)
 
     def _inputs(self, h0, s):
         """Per irrep slot: (E, (S+1)·mul, 2L+1) channels of [H0 spins, S]."""
@@ -187,20 +189,20 @@ class BlockLinearResponse(nn.Module):
             out.append(x[:, :, sl].reshape(len(x), -1, mul, ir.dim).flatten(1, 2))
         return out
 
-    def forward(self, h0, s, r):
-        phi = self.basis(r)
+    def forward(self, h0, s, r, env):
+        phi = self.basis(r, env)
         outs = [torch.einsum("ek,eid,kio->eod", phi, x, w).reshape(len(r), self.nspin, -1)
                 for x, w in zip(self._inputs(h0, s), self.weights)]
         return torch.cat(outs, dim=-1)
 
     @torch.no_grad()
     def fit(self, batches, ridge: float = 1e-3) -> None:
-        """Least squares W from (h0, s, r, target) tuples (float64), features standardised, with
+        """Least squares W from (h0, s, r, env, target) tuples (float64), features standardised, with
         a ridge penalty ``ridge`` × the mean diagonal of the standardised normal matrix."""
         normal = [0.0] * len(self.weights)
         rhs = [0.0] * len(self.weights)
-        for h0, s, r, target in batches:
-            phi = self.basis(r).double()
+        for h0, s, r, env, target in batches:
+            phi = self.basis(r, env).double()
             ys = self._inputs(target[:, :, :], target.new_zeros(target.shape[0], target.shape[2]))
             for n, (x, y) in enumerate(zip(self._inputs(h0.double(), s.double()), ys)):
                 feats = torch.einsum("ek,eid->edki", phi, x).flatten(2).flatten(0, 1)

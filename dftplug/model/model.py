@@ -55,6 +55,8 @@ class ModelConfig:
     response_basis: int = 16          # Gaussians of |r_ij| of the linear response
     response_r_max: float = 12.0      # Å, its cutoff (set by training: 99.9 % of Σ|ΔH| lies inside)
     response_ridge: float = 1e-3      # its ridge penalty (relative; 1e-3 generalises on si8)
+    env_basis: int = 8                # Gaussians per neighbour species of the atoms' environment
+    env_r_max: float = 6.0            # Å, cutoff of the environment invariants
     dtype: str = "float32"
 
     def to_dict(self) -> dict:
@@ -123,7 +125,10 @@ class DeltaHModel(nn.Module):
                         c.avg_neighbors) for _ in range(c.num_layers)])
         self.readout_edge = GatedLinear(self.irreps_edge, self.irreps_edge)
         self.readouts = nn.ModuleList([o3.Linear(self.irreps_edge, p.irreps * nspin) for p in pairs])
-        self.response = nn.ModuleList([BlockLinearResponse(p.irreps, nspin, c.response_r_max, c.response_basis) for p in pairs])
+        self.env_radial = RadialBasis(c.env_r_max, c.env_basis)
+        n_env = c.env_basis * len(layout.species)
+        self.response = nn.ModuleList([BlockLinearResponse(p.irreps, nspin, c.response_r_max, c.response_basis, n_env)
+                                       for p in pairs])
         self.mu_readout = nn.Linear(self.irreps_node.count("0e"), nspin)  # in units of mu_scale
         self.register_buffer("mu_scale", torch.tensor(1e-2))  # eV, set from the data
         with torch.no_grad():  # start from ΔH = 0, i.e. exactly the H0 baseline
@@ -155,15 +160,16 @@ class DeltaHModel(nn.Module):
             h0 = [g.h0[t] for g in graphs]
             s = [g.s[t] for g in graphs]
             r = [g.edge_vec[e].norm(dim=-1) for g, e in zip(graphs, edges)]
+            env = [self.environment(g.to(dtype=self.mu_scale.dtype))[e] for g, e in zip(graphs, edges)]
             dh = [g.target[t] for g in graphs]
             getattr(self, f"input_scale_{t}").copy_(torch.cat([
                 _channel_rms(torch.cat(h0).flatten(0, 1), chan).expand(self.layout.nspin, -1),
                 _channel_rms(torch.cat(s), chan)[None]]))
             dtype = getattr(self, f"input_scale_{t}").dtype
             if self.config.linear_response:
-                self.response[t].fit(zip(h0, s, r, dh), self.config.response_ridge)
-            rest = [y - self.response[t](a.to(dtype), b.to(dtype), c.to(dtype)).double()
-                    for a, b, c, y in zip(h0, s, r, dh)]
+                self.response[t].fit(zip(h0, s, r, env, dh), self.config.response_ridge)
+            rest = [y - self.response[t](a.to(dtype), b.to(dtype), c.to(dtype), d).double()
+                    for a, b, c, d, y in zip(h0, s, r, env, dh)]
             for n, (x, b) in enumerate(zip(rest, s)):
                 rs[n] += float((x * b.double()[:, None]).sum())
                 ss[n] += float(x.shape[1] * b.double().pow(2).sum())
@@ -175,6 +181,17 @@ class DeltaHModel(nn.Module):
         self.mu_scale.fill_(max(_rms(mu), 1e-4))
         summary["mu_after_linear_response_rms_eV"] = _rms(mu)
         return summary
+
+    def environment(self, g: Graph) -> torch.Tensor:
+        """Invariants of each edge's two atoms, (E, env_basis · nspecies): u_i + u_j with
+        u_i = (1/n̄) Σ_{j ≠ i} G(|r_ij|) ⊗ onehot(species_j), G = Gaussians up to env_r_max.
+        (A two-body density descriptor: how crowded, and by what, each end of the bond is.)"""
+        r = g.edge_vec.norm(dim=-1)
+        g_r = self.env_radial(r) * (r > 1e-8)[:, None]
+        onehot = torch.nn.functional.one_hot(g.species[g.edge_dst], len(self.layout.species)).to(g_r.dtype)
+        u = scatter_sum((onehot[:, :, None] * g_r[:, None, :]).flatten(1), g.edge_src, len(g.species))
+        u = u / self.config.avg_neighbors
+        return u[g.edge_src] + u[g.edge_dst]
 
     # ----------------------------------------------------------------- forward
     def forward(self, g: Graph):
@@ -196,8 +213,9 @@ class DeltaHModel(nn.Module):
         for layer in self.layers:
             h, z = layer(h, z, sh, invariants, g.edge_src, g.edge_dst)
         z = self.readout_edge(z)
+        env = self.environment(g)
         raw = [self.readouts[t](z[edges]).view(len(edges), nspin, -1) * getattr(self, f"output_scale_{t}")
-               + self.response[t](g.h0[t], g.s[t], r[edges]) for t, edges in enumerate(g.type_edges)]
+               + self.response[t](g.h0[t], g.s[t], r[edges], env[edges]) for t, edges in enumerate(g.type_edges)]
         mu = scatter_sum(self.mu_readout(h[:, : self.mu_readout.in_features]), g.node_graph, g.n_graphs)
         mu = self.mu_scale * mu / scatter_sum(torch.ones_like(h[:, :1]), g.node_graph, g.n_graphs)
         return self._hermitian(g, raw, mu), mu

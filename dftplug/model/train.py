@@ -203,6 +203,10 @@ def train(data_paths, output, config: TrainConfig | None = None, model_config: M
             "training": {"data": [str(p) for p in data_paths], "train": [names[i] for i in train_idx],
                          "validation": [names[i] for i in val_idx], "config": asdict(config),
                          "target_rms_eV": stats, "validation_before_training": start_metrics}}
+    if not resume:  # the closed-form fit alone is the first candidate for the best model
+        st.best, st.best_epoch = start_metrics["mae_meV"], 0
+        meta["metrics"] = {"epoch": 0, "validation": start_metrics, "wall_time_s": 0.0}
+        ckpt_io.save(output, model, meta)
     t_start = time.perf_counter() - st.elapsed
     bar = tqdm(total=config.epochs, initial=st.epoch, desc="train", unit="epoch", disable=not progress)
     log_csv = output.with_suffix(".log.csv")
