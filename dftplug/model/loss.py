@@ -4,7 +4,7 @@ Notation per structure: r = ΔH_pred − ΔH_true (eV) on every stored element, 
 
 Gauge. A constant shift of the potential, H → H + μ S, changes no eigenvector and no occupation
 (all eigenvalues move by μ), and H0 and H_scf differ by such a shift (0.28 eV on ABACUS si8, ~2.9
-eV on ABACUS graphene, 2.4 eV on SIESTA molecules). Like NextHAM (arXiv:2509.19877) the loss
+eV on ABACUS graphene, 2.4 eV on SIESTA molecules). Like NextHAM (2025) the loss
 splits the residual into its best constant and the rest, with μ* in closed form:
 
     μ* = ⟨r, S⟩ / ⟨S, S⟩   (sums over all elements and spin channels of the structure),
