@@ -1,0 +1,224 @@
+"""Equivariant building blocks (e3nn); each declares its irreps in and out.
+
+Conventions: node features (N, node_irreps), edge features (E, edge_irreps), spherical harmonics
+Y(r̂_ij) (E, sh_irreps) with e3nn's "component" normalisation, radial features (E, num_basis).
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from e3nn import nn as e3nn_nn
+from e3nn import o3
+from torch import nn
+
+
+def scatter_sum(src: torch.Tensor, index: torch.Tensor, n: int) -> torch.Tensor:
+    """out[k] = Σ_{e: index[e] = k} src[e], shape (n, *src.shape[1:])."""
+    out = src.new_zeros((n,) + src.shape[1:])
+    return out.index_add_(0, index, src)
+
+
+def irreps_by_l(muls, irreps_needed: o3.Irreps, lmax: int, both_parities: bool) -> o3.Irreps:
+    """Hidden irreps with multiplicity ``muls[l]`` (last value repeated for larger l) for every
+    l ≤ ``lmax``: 0e plus, for l ≥ 1, both parities or only those in ``irreps_needed``."""
+    needed = {ir for _, ir in irreps_needed}
+    out = []
+    for l in range(lmax + 1):
+        mul = muls[min(l, len(muls) - 1)]
+        for p in ((1,) if l == 0 else (1, -1)):
+            ir = o3.Irrep(l, p)
+            if both_parities or ir in needed or l == 0:
+                out.append((mul, ir))
+    return o3.Irreps(out).sort().irreps.simplify()
+
+
+class RadialBasis(nn.Module):
+    """Gaussians on [0, r_max] times the envelope ½(cos(π r / r_max) + 1): (E,) Å → (E, num_basis).
+    Smooth at r = 0 (on-site blocks) and zero beyond r_max."""
+
+    def __init__(self, r_max: float, num_basis: int):
+        super().__init__()
+        self.r_max = float(r_max)
+        self.register_buffer("centers", torch.linspace(0.0, r_max, num_basis))
+        self.width = r_max / max(num_basis, 1)
+
+    def forward(self, r: torch.Tensor) -> torch.Tensor:
+        g = torch.exp(-0.5 * ((r[:, None] - self.centers) / self.width) ** 2)
+        env = 0.5 * (torch.cos(math.pi * r / self.r_max) + 1.0) * (r < self.r_max)
+        return g * env[:, None]
+
+
+def edge_harmonics(vec: torch.Tensor, lmax: int) -> torch.Tensor:
+    """Y_l(r̂) for l = 0..lmax, (E, 3) → (E, (lmax+1)²); on-site edges (r = 0) get Y_0 = 1 and
+    zero for l ≥ 1 (the only rotation-invariant choice)."""
+    r = vec.norm(dim=-1, keepdim=True)
+    unit = vec / torch.where(r > 1e-8, r, torch.ones_like(r))
+    return o3.spherical_harmonics(list(range(lmax + 1)), unit, normalize=False, normalization="component")
+
+
+def rms_norm(x: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """x / RMS(x) per row: one invariant factor per atom or pair, so it is equivariant. Used on
+    the inputs of each sub-layer (pre-norm) to keep deep stacks of tensor products bounded."""
+    return x / torch.sqrt(x.pow(2).mean(-1, keepdim=True) + eps)
+
+
+class GatedLinear(nn.Module):
+    """Linear map irreps_in → irreps_out followed by a gate nonlinearity (NequIP / HamGNN):
+    scalars pass through SiLU, every l > 0 irrep is multiplied by sigmoid of its own scalar gate."""
+
+    def __init__(self, irreps_in: o3.Irreps, irreps_out: o3.Irreps):
+        super().__init__()
+        scalars = o3.Irreps([(m, ir) for m, ir in irreps_out if ir.l == 0])
+        gated = o3.Irreps([(m, ir) for m, ir in irreps_out if ir.l > 0])
+        gates = o3.Irreps(f"{gated.num_irreps}x0e")
+        self.gate = e3nn_nn.Gate(scalars, [torch.nn.functional.silu] * len(scalars),
+                                 gates, [torch.sigmoid], gated)
+        self.linear = o3.Linear(irreps_in, self.gate.irreps_in)
+        self.irreps_in, self.irreps_out = o3.Irreps(irreps_in), self.gate.irreps_out
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.gate(self.linear(x))
+
+
+class WeightedConvolution(nn.Module):
+    """x ⊗ Y(r̂) → irreps_out with per-edge path weights from an MLP of invariant edge features
+    (the NequIP convolution; "uvu" paths: every input channel keeps its multiplicity).
+
+    x (E, irreps_x), Y (E, sh), invariants (E, n_inv) → (E, irreps_out)."""
+
+    def __init__(self, irreps_x: o3.Irreps, irreps_sh: o3.Irreps, irreps_out: o3.Irreps, n_inv: int,
+                 hidden: int):
+        super().__init__()
+        mid, instructions = [], []
+        for i, (mul, ir_x) in enumerate(irreps_x):
+            for j, (_, ir_sh) in enumerate(irreps_sh):
+                for ir in ir_x * ir_sh:
+                    if ir in o3.Irreps(irreps_out):
+                        instructions.append((i, j, len(mid), "uvu", True))
+                        mid.append((mul, ir))
+        self.tp = o3.TensorProduct(irreps_x, irreps_sh, o3.Irreps(mid), instructions,
+                                   shared_weights=False, internal_weights=False)
+        self.weights = e3nn_nn.FullyConnectedNet([n_inv, hidden, self.tp.weight_numel], torch.nn.functional.silu)
+        self.linear = o3.Linear(o3.Irreps(mid), irreps_out)
+        self.irreps_out = o3.Irreps(irreps_out)
+
+    def forward(self, x, sh, invariants):
+        return self.linear(self.tp(x, sh, self.weights(invariants)))
+
+
+class PairProduct(nn.Module):
+    """h_i ⊗ h_j → irreps_out with learned path weights (the two-centre term of HamGNN's
+    pair interaction): (E, node_irreps) × (E, node_irreps) → (E, irreps_out)."""
+
+    def __init__(self, irreps_node: o3.Irreps, irreps_out: o3.Irreps):
+        super().__init__()
+        self.tp = o3.FullyConnectedTensorProduct(irreps_node, irreps_node, irreps_out)
+
+    def forward(self, hi, hj):
+        return self.tp(hi, hj)
+
+
+class Interaction(nn.Module):
+    """One message-passing layer updating atoms and atom pairs.
+
+    Atoms:  m_i = (1/n̄) Σ_{j ∈ N(i)} [Conv(ĥ_j, Y(r̂_ij); w(r_ij, z_ij⁰)) + W ẑ_ij],
+            h_i ← h_i + Gate(W'[ĥ_i, m_i]).
+    Pairs:  z_ij ← z_ij + Gate(W''[ẑ_ij, ĥ_i ⊗ ĥ_j]).
+    x̂ = :func:`rms_norm` (x); the residual streams h, z keep their magnitudes.
+    The pair features need no convolution of their own: they start from the H0 and S blocks,
+    which already carry the bond's direction in all their irreps.
+    (E(3)-equivariant message passing as in NequIP / HamGNN; n̄ = mean neighbour count.)"""
+
+    def __init__(self, irreps_node, irreps_edge, irreps_sh, n_inv, radial_hidden, avg_neighbors):
+        super().__init__()
+        self.node_conv = WeightedConvolution(irreps_node, irreps_sh, irreps_node, n_inv, radial_hidden)
+        self.edge_to_node = o3.Linear(irreps_edge, irreps_node)
+        self.node_update = GatedLinear(irreps_node + irreps_node, irreps_node)
+        self.pair = PairProduct(irreps_node, irreps_edge)
+        self.edge_update = GatedLinear(irreps_edge + irreps_edge, irreps_edge)
+        self.norm = 1.0 / max(avg_neighbors, 1.0)
+
+    def forward(self, h, z, sh, invariants, src, dst):
+        hn, zn = rms_norm(h), rms_norm(z)
+        msg = self.node_conv(hn[dst], sh, invariants) + self.edge_to_node(zn)
+        m = scatter_sum(msg, src, h.shape[0]) * self.norm
+        h = h + self.node_update(torch.cat([hn, m], dim=-1))
+        hn = rms_norm(h)
+        upd = torch.cat([zn, self.pair(hn[src], hn[dst])], dim=-1)
+        return h, z + self.edge_update(upd)
+
+
+class BlockLinearResponse(nn.Module):
+    """Equivariant linear map from a pair's own H0 and S blocks to its ΔH block, modulated by
+    invariants of the bond and its surroundings (a "linear response" baseline the network then
+    corrects):
+
+        ΔH^{(L,p)}_{e,o,M} = Σ_k b_k(e) Σ_c W^{(L,p)}_{k,c,o} x^{(L,p)}_{e,c,M}
+
+    x = irreps features of [H0 (each spin), S] of edge e (channels c of one irrep type (L, p));
+    b(e) = [Gaussians of r_e (Å), on-site indicator, environment invariants of the edge's two
+    atoms (see :meth:`.model.DeltaHModel.environment`)]. Only channels of the same irrep are
+    mixed, with the same weight for all 2L+1 components M: equivariant. W is the closed-form
+    ridge-regression fit to the training targets (:meth:`fit`), kept fixed while the network
+    learns what it leaves (buffers, not parameters: gradient steps would only blur the optimum).
+
+    forward: h0 (E, S, dim), s (E, dim), r (E,), env (E, num_env) → (E, S, dim) eV.
+    """
+
+    def __init__(self, irreps: o3.Irreps, nspin: int, r_max: float, num_basis: int, num_env: int = 0):
+        super().__init__()
+        self.irreps, self.nspin = o3.Irreps(irreps), nspin
+        self.radial = RadialBasis(r_max, num_basis)
+        for n, (mul, _) in enumerate(self.irreps):
+            self.register_buffer(f"weight_{n}", torch.zeros(num_basis + 1 + num_env, (nspin + 1) * mul, nspin * mul))
+
+    @property
+    def weights(self) -> list[torch.Tensor]:
+        return [getattr(self, f"weight_{n}") for n in range(len(self.irreps))]
+
+    def basis(self, r: torch.Tensor, env: torch.Tensor) -> torch.Tensor:
+        """(E, num_basis + 1 + num_env): Gaussians of r, on-site indicator, environment."""
+        return torch.cat([self.radial(r), (r < 1e-8).to(r.dtype)[:, None], env], dim=-1)
+
+    def _inputs(self, h0, s):
+        """Per irrep slot: (E, (S+1)·mul, 2L+1) channels of [H0 spins, S]."""
+        x = torch.cat([h0, s[:, None]], dim=1)
+        out = []
+        for (mul, ir), sl in zip(self.irreps, self.irreps.slices()):
+            out.append(x[:, :, sl].reshape(len(x), -1, mul, ir.dim).flatten(1, 2))
+        return out
+
+    def forward(self, h0, s, r, env):
+        phi = self.basis(r, env)
+        outs = [torch.einsum("ek,eid,kio->eod", phi, x, w).reshape(len(r), self.nspin, -1)
+                for x, w in zip(self._inputs(h0, s), self.weights)]
+        return torch.cat(outs, dim=-1)
+
+    @torch.no_grad()
+    def fit(self, batches, ridge: float = 1e-3) -> None:
+        """Least squares W from (h0, s, r, env, target) tuples (float64), features standardised, with
+        a ridge penalty ``ridge`` × the mean diagonal of the standardised normal matrix."""
+        normal = [0.0] * len(self.weights)
+        rhs = [0.0] * len(self.weights)
+        for h0, s, r, env, target in batches:
+            phi = self.basis(r, env).double()
+            ys = self._inputs(target[:, :, :], target.new_zeros(target.shape[0], target.shape[2]))
+            for n, (x, y) in enumerate(zip(self._inputs(h0.double(), s.double()), ys)):
+                feats = torch.einsum("ek,eid->edki", phi, x).flatten(2).flatten(0, 1)
+                mul_out = self.weights[n].shape[2]
+                y = y.double()[:, :mul_out].transpose(1, 2).flatten(0, 1)
+                normal[n] = normal[n] + feats.T @ feats
+                rhs[n] = rhs[n] + feats.T @ y
+        for n, w in enumerate(self.weights):
+            if not torch.is_tensor(normal[n]):
+                continue
+            a = normal[n]
+            # standardise; features 1e6 below the slot's largest are noise (e.g. the antisymmetric
+            # p-p part of symmetric blocks) and must not get huge weights
+            scale = a.diagonal().clamp_min(0).sqrt()
+            scale = scale.clamp_min(1e-6 * float(scale.max().clamp_min(1e-300)))
+            a_std = a / scale[:, None] / scale[None, :]
+            a_std = a_std + ridge * torch.eye(len(a), dtype=a.dtype) * a_std.diagonal().mean()
+            sol = torch.linalg.solve(a_std, rhs[n] / scale[:, None]) / scale[:, None]
+            w.copy_(sol.reshape(w.shape).to(w.dtype))

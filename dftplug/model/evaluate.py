@@ -1,0 +1,94 @@
+"""Evaluation of a model on converted data: ΔH errors next to the H0 baseline, and band errors."""
+from __future__ import annotations
+
+import time
+import zlib
+from collections import defaultdict
+
+import numpy as np
+
+from dftplug.hamiltonian import Hamiltonian
+
+from .bands import band_energies, sample_kpoints
+from .checkpoint import Checkpoint
+from .infer import predict_delta
+from .irreps import pair_type_label
+
+
+def element_pair_types(h: Hamiltonian, pairs: np.ndarray, layout) -> np.ndarray:
+    """Orbital-pair label (l_row·10 + l_col) of every element of a block pattern, in storage order."""
+    kind = np.array([layout.species.index(s) for s in h.symbols])
+    types = kind[pairs[:, 0]] * len(layout.species) + kind[pairs[:, 1]]
+    return np.concatenate([layout.pairs[t].orbital_pair_type for t in types]) if len(types) else np.zeros(0, int)
+
+
+def band_errors(h: Hamiltonian, h_pred, nk: int = 4, window: float = 2.0, seed: int = 0, name: str = "") -> dict:
+    """Eigenvalue errors (meV) of H_pred and of H0 against H_scf at Γ + ``nk`` − 1 random k-points,
+    for the DFT bands within ``window`` eV of E_F (matched by band index). "shifted" removes the
+    mean error first (a constant shift of all bands changes no occupation)."""
+    kpts = sample_kpoints(nk, np.random.default_rng([seed, zlib.crc32(name.encode())]), h.atoms.pbc)
+    errs = {"model": [], "h0": []}
+    for k in kpts:
+        for spin in range(h.nspin):
+            ref = band_energies(h.H, h.S, k, spin)
+            sel = np.abs(ref - h.fermi_level) <= window
+            for key, m in (("model", h_pred), ("h0", h.H0)):
+                errs[key].append(band_energies(m, h.S, k, spin)[sel] - ref[sel])
+    out = {}
+    for key, e in errs.items():
+        e = np.concatenate(e)
+        out[key] = {"mae_meV": 1e3 * float(np.abs(e).mean()) if e.size else float("nan"),
+                    "max_meV": 1e3 * float(np.abs(e).max(initial=0.0)),
+                    "shifted_mae_meV": 1e3 * float(np.abs(e - e.mean()).mean()) if e.size else float("nan"),
+                    "nbands": int(e.size)}
+    return out
+
+
+def evaluate(items, checkpoint: Checkpoint, nk: int = 4, window: float = 2.0) -> dict:
+    """Errors of the model on ``items`` ((name, Hamiltonian with H, H0, S) pairs): per structure,
+    per orbital-pair type and overall; MAE and max in meV of H_pred − H_scf and of H0 − H_scf on
+    the model's edge pattern, the MAE after removing the best μ·S, inference time, band errors."""
+    structures = []
+    by_type = defaultdict(lambda: np.zeros(5))  # sum|model|, sum|h0|, count, max|model|, max|h0|
+    totals = np.zeros(4)  # sum|model|, sum|h0|, sum|fixed|, count
+    for name, h in items:
+        checkpoint.check_compatible(h, what=name)
+        t0 = time.perf_counter()
+        dh = predict_delta(h, checkpoint)
+        seconds = time.perf_counter() - t0
+        true = (h.H - h.H0).with_pairs(dh.pairs)
+        s = h.S.with_pairs(dh.pairs).data[0]
+        err = dh.data - true.data
+        mu = float((err @ s).sum() / (err.shape[0] * (s @ s)))
+        fixed = err - mu * s
+        labels = np.tile(element_pair_types(h, dh.pairs, checkpoint.layout), err.shape[0])
+        ae, ab = np.abs(err).ravel(), np.abs(true.data).ravel()
+        for lab in np.unique(labels):
+            sel = labels == lab
+            acc = by_type[pair_type_label(int(lab))]
+            acc += [ae[sel].sum(), ab[sel].sum(), sel.sum(), 0, 0]
+            acc[3], acc[4] = max(acc[3], ae[sel].max()), max(acc[4], ab[sel].max())
+        totals += [ae.sum(), ab.sum(), np.abs(fixed).sum(), ae.size]
+        h_pred = h.H0.with_pairs(dh.pairs) + dh
+        rec = {"name": name, "mae_meV": 1e3 * ae.mean(), "max_meV": 1e3 * ae.max(),
+               "gauge_fixed_mae_meV": 1e3 * float(np.abs(fixed).mean()), "mu_residual_meV": 1e3 * mu,
+               "h0_mae_meV": 1e3 * ab.mean(), "h0_max_meV": 1e3 * ab.max(), "inference_s": seconds}
+        if nk > 0 and h.fermi_level is not None:
+            rec["bands"] = band_errors(h, h_pred, nk, window, name=name)
+        structures.append(rec)
+    n = max(totals[3], 1)
+    overall = {"structures": len(structures), "mae_meV": 1e3 * totals[0] / n, "h0_mae_meV": 1e3 * totals[1] / n,
+               "gauge_fixed_mae_meV": 1e3 * totals[2] / n,
+               "max_meV": max((r["max_meV"] for r in structures), default=0.0),
+               "h0_max_meV": max((r["h0_max_meV"] for r in structures), default=0.0),
+               "inference_s_mean": float(np.mean([r["inference_s"] for r in structures])) if structures else 0.0}
+    overall["improvement_over_h0"] = overall["h0_mae_meV"] / max(overall["mae_meV"], 1e-30)
+    with_bands = [r["bands"] for r in structures if "bands" in r]
+    if with_bands:
+        for key in ("model", "h0"):
+            overall[f"band_{key}_mae_meV"] = float(np.mean([b[key]["mae_meV"] for b in with_bands]))
+            overall[f"band_{key}_shifted_mae_meV"] = float(np.mean([b[key]["shifted_mae_meV"] for b in with_bands]))
+            overall[f"band_{key}_max_meV"] = float(max(b[key]["max_meV"] for b in with_bands))
+    per_type = {k: {"mae_meV": 1e3 * v[0] / v[2], "h0_mae_meV": 1e3 * v[1] / v[2], "max_meV": 1e3 * v[3],
+                    "h0_max_meV": 1e3 * v[4], "elements": int(v[2])} for k, v in sorted(by_type.items())}
+    return {"overall": overall, "by_orbital_pair": per_type, "structures": structures}

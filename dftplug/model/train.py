@@ -1,0 +1,265 @@
+"""Training: datasets → split by structure → AdamW with plateau schedule → best checkpoint.
+
+Files written next to ``output`` (model.pt): ``model.train.pt`` (state after every epoch, for
+``resume``), ``model.log.csv`` (one row per epoch) and ``model.log.json`` (summary).
+"""
+from __future__ import annotations
+
+import csv
+import json
+import math
+import time
+import tomllib
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from dftplug.basis import Basis
+from dftplug.dataset import iter_dataset
+from dftplug.errors import DftplugError, MismatchError
+
+from dftplug.fileio import atomic_path
+
+from . import checkpoint as ckpt_io
+from .graph import Graph, build_graph, collate
+from .irreps import BasisLayout
+from .loss import LossWeights, error_sums, loss_terms
+from .model import DeltaHModel, ModelConfig
+
+
+@dataclass
+class TrainConfig:
+    """Training settings ([train] table of the TOML config)."""
+
+    seed: int = 0
+    val_fraction: float = 0.2
+    epochs: int = 300
+    batch_size: int = 1             # structures per step
+    lr: float = 3e-3
+    weight_decay: float = 0.0
+    lr_factor: float = 0.5          # ReduceLROnPlateau on the validation MAE
+    lr_patience: int = 8
+    min_lr: float = 1e-5
+    early_stop_patience: int = 30   # epochs without a better validation MAE
+    time_limit_min: float = 0.0     # stop (cleanly, best model kept) after this long; 0 = none
+    gauge_weight: float = 0.1       # w_gauge of :mod:`.loss`
+    kspace_weight: float = 0.0      # w_k of :mod:`.loss`; > 0 turns on the band term
+    kspace_points: int = 4          # Γ + random k-points per structure for the band term
+    band_window: float = 3.0        # eV around E_F for the band term
+    device: str = "cpu"
+
+
+class ConfigError(DftplugError):
+    """A training configuration file is not valid."""
+
+
+def load_config(path) -> tuple[TrainConfig, ModelConfig]:
+    """Read ``[train]`` and ``[model]`` tables of a TOML file (unknown keys are an error)."""
+    try:
+        data = tomllib.loads(Path(path).read_text())
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    out = []
+    for table, cls in (("train", TrainConfig), ("model", ModelConfig)):
+        values = data.get(table, {})
+        known = {f.name for f in fields(cls)}
+        bad = sorted(set(values) - known)
+        if bad:
+            raise ConfigError(f"{path}: unknown [{table}] keys {', '.join(bad)}")
+        out.append(cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}))
+    bad = sorted(set(data) - {"train", "model"})
+    if bad:
+        raise ConfigError(f"{path}: unknown tables {', '.join(bad)}")
+    return out[0], out[1]
+
+
+def read_structures(paths) -> list:
+    """(name, Hamiltonian) of every structure of the HDF5 datasets; names get the file stem as a
+    prefix when several files are given."""
+    items = []
+    for path in paths:
+        for name, h in iter_dataset(path):
+            if h.H is None or h.H0 is None or h.S is None:
+                raise MismatchError(f"{path}: structure {name} lacks H, H0 or S (convert with an H0 run)")
+            items.append((f"{Path(path).stem}/{name}" if len(paths) > 1 else name, h))
+    if not items:
+        raise MismatchError("no structures in the training data")
+    return items
+
+
+def data_description(items) -> dict:
+    """Code, H0 kind, species, basis and nspin shared by all structures (refuses a mixture)."""
+    first = items[0][1]
+    code, kind, nspin = first.provenance.get("code"), first.h0_kind, first.nspin
+    shells = {}
+    versions = set()
+    for name, h in items:
+        if h.provenance.get("code") != code or h.h0_kind != kind or h.nspin != nspin:
+            raise MismatchError(f"{name}: code/H0 kind/nspin {h.provenance.get('code')}/{h.h0_kind}/{h.nspin} "
+                                f"differ from {items[0][0]}'s {code}/{kind}/{nspin}; train one model per kind")
+        versions.add(str(h.provenance.get("version")))
+        for s in dict.fromkeys(h.symbols):
+            if s in shells and h.basis.ls(s) != [sh.l for sh in shells[s]]:
+                raise MismatchError(f"{name}: basis of {s} differs from the other structures")
+            shells.setdefault(s, h.basis.shells[s])
+    return {"code": code, "code_versions": sorted(versions), "h0_kind": kind, "nspin": nspin,
+            "basis": Basis(shells).to_json(), "species": list(shells)}
+
+
+def split(names: list[str], fraction: float, seed: int) -> tuple[list[int], list[int]]:
+    """Seeded split by structure: (train indices, validation indices)."""
+    order = np.random.default_rng(seed).permutation(len(names))
+    n_val = 0 if len(names) < 2 else min(len(names) - 1, max(1, round(fraction * len(names))))
+    return sorted(order[n_val:].tolist()), sorted(order[:n_val].tolist())
+
+
+def _support_radius(graphs: list[Graph], fraction: float) -> float:
+    """Bond length (Å) within which ``fraction`` of Σ|ΔH| of ``graphs`` lies. The linear response
+    fits bond-length functions only there: the sparse tail would be fitted to noise."""
+    r = torch.cat([g.edge_vec[e].norm(dim=-1) for g in graphs for e in g.type_edges])
+    w = torch.cat([t.abs().flatten(1).sum(1) for g in graphs for t in g.target])
+    order = torch.argsort(r)
+    cum = torch.cumsum(w[order].double(), 0)
+    k = int(torch.searchsorted(cum, fraction * cum[-1]))
+    return float(r[order][min(k, len(r) - 1)])
+
+
+def _mae(model, graphs: list[Graph], layout, device, dtype) -> dict:
+    model.eval()
+    sums = {"raw": 0.0, "fixed": 0.0, "base": 0.0, "count": 0.0}
+    with torch.no_grad():
+        for g in graphs:
+            gd = g.to(device, dtype)
+            pred, _ = model(gd)
+            for k, v in error_sums(pred, gd, layout).items():
+                if k in sums:
+                    sums[k] += float(v.sum())
+    n = max(sums["count"], 1.0)
+    return {"mae_meV": 1e3 * sums["raw"] / n, "gauge_fixed_mae_meV": 1e3 * sums["fixed"] / n,
+            "h0_mae_meV": 1e3 * sums["base"] / n}
+
+
+@dataclass
+class _State:
+    epoch: int = 0
+    best: float = math.inf
+    best_epoch: int = -1
+    stale: int = 0
+    elapsed: float = 0.0
+    log: list = field(default_factory=list)
+
+
+def train(data_paths, output, config: TrainConfig | None = None, model_config: ModelConfig | None = None,
+          resume: bool = False, progress: bool = True) -> dict:
+    """Train a ΔH model on HDF5 datasets and write the best checkpoint (by validation MAE) to
+    ``output``. Deterministic for a given seed (CPU). Returns the summary also written to
+    ``<output>.log.json``."""
+    config = config or TrainConfig()
+    model_config = model_config or ModelConfig()
+    output = Path(output)
+    state_path = output.with_suffix(".train.pt")
+    if resume and not state_path.is_file():
+        raise DftplugError(f"{state_path}: nothing to resume (no training state file)")
+    items = read_structures([Path(p) for p in data_paths])
+    desc = data_description(items)
+    names = [n for n, _ in items]
+    train_idx, val_idx = split(names, config.val_fraction, config.seed)
+    layout = BasisLayout.from_basis(Basis.from_json(desc["basis"]), desc["species"], desc["nspin"])
+    kpts = config.kspace_points if config.kspace_weight > 0 else 0
+    graphs = [build_graph(h, layout, name, kpoints=kpts if i in train_idx else 0,
+                          band_window=config.band_window, seed=config.seed)
+              for i, (name, h) in enumerate(items)]
+    train_g, val_g = [graphs[i] for i in train_idx], [graphs[i] for i in val_idx]
+    del items
+    # radial cutoff: the longest bond whose H0 block is not zero (codes may store zero blocks)
+    lengths = torch.cat([g.edge_vec[e].norm(dim=-1)[x.flatten(1).abs().amax(1) > 0]
+                         for g in train_g for e, x in zip(g.type_edges, g.h0)])
+    model_config.r_max = float(lengths.max()) + 0.5
+    model_config.response_r_max = _support_radius(train_g, 0.999) + 0.5
+    model_config.avg_neighbors = float(sum(g.n_edges for g in train_g) / sum(len(g.species) for g in train_g))
+    sigma = float(torch.cat([t.reshape(-1) for g in train_g for t in g.target]).pow(2).mean().sqrt())
+
+    torch.manual_seed(config.seed)
+    model = DeltaHModel(layout, model_config)
+    stats = model.set_statistics(train_g)
+    device, dtype = torch.device(config.device), getattr(torch, model_config.dtype)
+    model.to(device)
+    opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=config.lr_factor, patience=config.lr_patience,
+                                                       min_lr=config.min_lr)
+    weights = LossWeights(gauge=config.gauge_weight, kspace=config.kspace_weight)
+    start_metrics = _mae(model, val_g or train_g, layout, device, dtype)  # linear response alone
+    st = _State()
+    if resume:
+        saved = torch.load(state_path, map_location=device, weights_only=False)
+        model.load_state_dict(saved["state_dict"])
+        opt.load_state_dict(saved["resume"]["optimizer"])
+        sched.load_state_dict(saved["resume"]["scheduler"])
+        st = _State(**saved["resume"]["state"])
+    meta = {**desc, "r_max_A": model_config.r_max, "target_sigma_eV": sigma,
+            "training": {"data": [str(p) for p in data_paths], "train": [names[i] for i in train_idx],
+                         "validation": [names[i] for i in val_idx], "config": asdict(config),
+                         "target_rms_eV": stats, "validation_before_training": start_metrics}}
+    if not resume:  # the closed-form fit alone is the first candidate for the best model
+        st.best, st.best_epoch = start_metrics["mae_meV"], 0
+        meta["metrics"] = {"epoch": 0, "validation": start_metrics, "wall_time_s": 0.0}
+        ckpt_io.save(output, model, meta)
+    t_start = time.perf_counter() - st.elapsed
+    bar = tqdm(total=config.epochs, initial=st.epoch, desc="train", unit="epoch", disable=not progress)
+    log_csv = output.with_suffix(".log.csv")
+    while st.epoch < config.epochs and st.stale < config.early_stop_patience:
+        gen = torch.Generator().manual_seed(config.seed * 100003 + st.epoch)
+        order = torch.randperm(len(train_g), generator=gen).tolist()
+        model.train()
+        losses = []
+        for b in range(0, len(order), config.batch_size):
+            batch = collate([train_g[i] for i in order[b:b + config.batch_size]]).to(device, dtype)
+            pred, _ = model(batch)
+            terms = loss_terms(pred, batch, layout, sigma, weights)
+            opt.zero_grad(set_to_none=True)
+            terms["total"].backward()
+            opt.step()
+            losses.append({k: float(v.detach()) for k, v in terms.items()})
+        val = _mae(model, val_g or train_g, layout, device, dtype)
+        sched.step(val["mae_meV"])
+        st.epoch += 1
+        st.elapsed = time.perf_counter() - t_start
+        row = {"epoch": st.epoch, "lr": opt.param_groups[0]["lr"], "time_s": round(st.elapsed, 1),
+               **{f"loss_{k}": float(np.mean([x[k] for x in losses])) for k in losses[0]},
+               **{f"val_{k}": v for k, v in val.items()}}
+        st.log.append(row)
+        improved = val["mae_meV"] < st.best
+        if improved:
+            st.best, st.best_epoch, st.stale = val["mae_meV"], st.epoch, 0
+            meta["metrics"] = {"epoch": st.epoch, "validation": val, "wall_time_s": st.elapsed}
+            ckpt_io.save(output, model, meta)
+        else:
+            st.stale += 1
+        _write_csv(log_csv, st.log)
+        full = ckpt_io.checkpoint_dict(model, meta)
+        full["resume"] = {"optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "state": asdict(st)}
+        with atomic_path(state_path) as tmp:
+            torch.save(full, tmp)
+        bar.update()
+        bar.set_postfix(val_meV=f"{val['mae_meV']:.3f}", h0_meV=f"{val['h0_mae_meV']:.3f}",
+                        best=f"{st.best:.3f}")
+        if config.time_limit_min and st.elapsed > 60 * config.time_limit_min:
+            break
+    bar.close()
+    summary = {"output": str(output), "epochs": st.epoch, "best_epoch": st.best_epoch,
+               "best_val_mae_meV": st.best, "h0_val_mae_meV": st.log[-1]["val_h0_mae_meV"] if st.log else None,
+               "val_mae_before_training_meV": start_metrics["mae_meV"],
+               "wall_time_s": st.elapsed, "train_structures": len(train_g), "val_structures": len(val_g),
+               "log_csv": str(log_csv)}
+    output.with_suffix(".log.json").write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+def _write_csv(path: Path, rows: list[dict]) -> None:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)

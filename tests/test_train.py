@@ -1,0 +1,146 @@
+"""Training, checkpoints, evaluation and the train/eval/infer commands, on the shipped fixtures."""
+import json
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from dftplug.cli import main
+from dftplug.dataset import read_dataset, write_dataset
+from dftplug.model import CheckpointError, ModelMismatchError, load, load_pretrained
+from dftplug.model.infer import predict
+from dftplug.model.model import ModelConfig
+from dftplug.model.train import ConfigError, TrainConfig, load_config, train
+from dftplug.parsers import abacus as ab
+
+from .conftest import FIXTURES
+
+SI = FIXTURES / "abacus311" / "si_diamond"
+ROT = FIXTURES / "rotations" / "abacus"
+TINY = ModelConfig(num_layers=1, node_mul=(4, 2, 2), edge_mul=(4, 2, 2, 2), num_basis=4, radial_hidden=8)
+TINY_TOML = """
+[train]
+epochs = 2
+val_fraction = 0.5
+kspace_weight = 0.05
+kspace_points = 2
+[model]
+num_layers = 1
+node_mul = [4, 2, 2]
+edge_mul = [4, 2, 2, 2]
+num_basis = 4
+radial_hidden = 8
+"""
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    """Two Si2 structures (the diamond cell and its rotated copy) with H, H0 and S."""
+    path = tmp_path_factory.mktemp("data") / "si.h5"
+    items = []
+    for name, folder in (("diamond", SI), ("rotated", ROT / "rotated")):
+        items.append((name, ab.read_run(folder / "scf").attach_h0(ab.read_h0(folder / "h0"))))
+    return write_dataset(path, items)
+
+
+@pytest.fixture(scope="module")
+def trained(data, tmp_path_factory):
+    torch.set_num_threads(1)
+    out = tmp_path_factory.mktemp("model") / "m.pt"
+    cfg = TrainConfig(epochs=6, val_fraction=0.5, kspace_weight=0.05, kspace_points=2, lr=1e-2)
+    # without the closed-form linear response, so that it is the network that must learn
+    summary = train([data], out, cfg, ModelConfig(**dict(vars(TINY), linear_response=False)), progress=False)
+    return out, summary
+
+
+def test_training_decreases_loss_and_logs(trained):
+    out, summary = trained
+    rows = list(np.genfromtxt(out.with_suffix(".log.csv"), delimiter=",", names=True))
+    assert len(rows) == summary["epochs"] == 6
+    assert rows[-1]["loss_total"] < rows[0]["loss_total"]
+    assert summary["best_val_mae_meV"] <= summary["val_mae_before_training_meV"] + 1e-9
+    assert json.loads(out.with_suffix(".log.json").read_text())["epochs"] == 6
+
+
+def test_checkpoint_is_self_describing_and_round_trips(trained, data):
+    out, _ = trained
+    ck = load(out)
+    meta = ck.meta
+    assert meta["code"] == "abacus" and meta["h0_kind"] == "H[rho_atomic]" and meta["layout"]["species"] == ["Si"]
+    assert meta["units"]["energy"] == "eV" and meta["model_config"]["num_layers"] == 1
+    assert set(meta["training"]) >= {"train", "validation", "config"} and "metrics" in meta
+    h = read_dataset(data, ["diamond"])[0]
+    a, b = predict(h, ck), predict(h, load(out))
+    assert np.array_equal(a.H.data, b.H.data)
+    again = load(out, dtype="float64")  # same weights, evaluated in float64
+    assert np.abs((predict(h, again).H - a.H).data).max() < 1e-5
+
+
+def test_resume_continues_and_is_deterministic(data, tmp_path):
+    cfg = TrainConfig(epochs=2, val_fraction=0.5)
+    a = train([data], tmp_path / "a.pt", cfg, ModelConfig(**vars(TINY)), progress=False)
+    b = train([data], tmp_path / "b.pt", TrainConfig(epochs=1, val_fraction=0.5), ModelConfig(**vars(TINY)),
+              progress=False)
+    b = train([data], tmp_path / "b.pt", cfg, ModelConfig(**vars(TINY)), resume=True, progress=False)
+    assert b["epochs"] == 2
+    sa = torch.load(tmp_path / "a.train.pt", weights_only=False)["state_dict"]
+    sb = torch.load(tmp_path / "b.train.pt", weights_only=False)["state_dict"]
+    assert all(torch.allclose(sa[k], sb[k], atol=1e-6) for k in sa)
+
+
+def test_refusals(trained, tmp_path):
+    out, _ = trained
+    ck = load(out)
+    h = ab.read_run(SI / "scf").attach_h0(ab.read_h0(SI / "h0"))
+    h.provenance["code"] = "openmx"
+    with pytest.raises(ModelMismatchError, match="openmx"):
+        predict(h, ck)
+    with pytest.raises(CheckpointError, match="no such model"):
+        load(tmp_path / "missing.pt")
+    (tmp_path / "junk.pt").write_text("not a model")
+    with pytest.raises(CheckpointError, match="junk.pt"):
+        load(tmp_path / "junk.pt")
+    with pytest.raises(CheckpointError, match="no shipped model"):
+        load_pretrained("nonexistent")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[train]\nepochz = 3\n")
+    with pytest.raises(ConfigError, match="epochz"):
+        load_config(bad)
+
+
+def test_cli_train_eval_infer(data, tmp_path):
+    cfg = tmp_path / "tiny.toml"
+    cfg.write_text(TINY_TOML)
+    model = tmp_path / "m.pt"
+    runner = CliRunner()
+    res = runner.invoke(main, ["train", str(data), "-o", str(model), "--config", str(cfg), "--json"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.output)["epochs"] == 2
+    res = runner.invoke(main, ["eval", str(data), "--model", str(model), "--json", "--kpoints", "2"])
+    assert res.exit_code == 0, res.output
+    report = json.loads(res.output)
+    assert {"s-s", "p-d", "d-d"} <= set(report["by_orbital_pair"])
+    assert report["structures"][0]["h0_mae_meV"] == pytest.approx(1.0546, abs=1e-3)  # si_diamond
+    assert "band_model_mae_meV" in report["overall"] and len(report["structures"]) == 2
+    out = tmp_path / "pred"
+    res = runner.invoke(main, ["infer", str(SI / "h0"), "--model", str(model), "-o", str(out),
+                               "--write", "abacus", "--s-from", str(SI / "scf")])
+    assert res.exit_code == 0, res.output
+    assert res.output.count("\n") == 1 and "hrs1_nao.csr" in res.output
+    h = ab.read_run(SI / "scf")
+    written = ab.read_csr(out / "hrs1_nao.csr")
+    assert written.norb == 26
+    res = runner.invoke(main, ["infer", str(SI / "h0"), "--model", str(model), "-o", str(out), "--json",
+                               "--s-from", str(SI / "scf")])
+    assert res.exit_code == 0, res.output
+    (pred,) = read_dataset(out / "predicted.h5")
+    assert pred.H is not None and h.check_compatible(pred) is None
+    # refusals exit 2 with a message
+    res = runner.invoke(main, ["infer", str(SI / "h0"), "--model", str(model), "-o", str(out)])
+    assert res.exit_code == 2 and "overlap S" in res.output
+    res = runner.invoke(main, ["infer", str(SI / "h0"), "--model", str(model), "-o", str(out),
+                               "--s-from", str(ROT / "rotated" / "scf")])
+    assert res.exit_code == 2 and "error" in res.output
+    res = runner.invoke(main, ["eval", str(data), "--model", str(tmp_path / "nope.pt")])
+    assert res.exit_code == 2 and "no such model" in res.output
