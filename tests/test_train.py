@@ -1,5 +1,6 @@
 """Training, checkpoints, evaluation and the train/eval/infer commands, on the shipped fixtures."""
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -127,7 +128,8 @@ def test_cli_train_eval_infer(data, tmp_path):
     res = runner.invoke(main, ["infer", str(SI / "h0"), "--model", str(model), "-o", str(out),
                                "--write", "abacus", "--s-from", str(SI / "scf")])
     assert res.exit_code == 0, res.output
-    assert res.output.count("\n") == 1 and "hrs1_nao.csr" in res.output
+    assert res.output.count("\n") == 2 and "init_chg          hr" in res.output  # summary + input lines
+    assert (out / "hrs1_nao.csr").is_file()
     h = ab.read_run(SI / "scf")
     written = ab.read_csr(out / "hrs1_nao.csr")
     assert written.norb == 26
@@ -136,9 +138,15 @@ def test_cli_train_eval_infer(data, tmp_path):
     assert res.exit_code == 0, res.output
     (pred,) = read_dataset(out / "predicted.h5")
     assert pred.H is not None and h.check_compatible(pred) is None
-    # refusals exit 2 with a message
-    res = runner.invoke(main, ["infer", str(SI / "h0"), "--model", str(model), "-o", str(out)])
+    # refusals exit 2 with a message: an H0 run without S (ABACUS wrote none), files of another code
+    no_s = tmp_path / "case" / "h0"
+    shutil.copytree(SI / "h0", no_s)
+    shutil.copytree(FIXTURES / "abacus", tmp_path / "abacus", dirs_exist_ok=True)
+    (no_s / "OUT.si_diamond" / "srs1_nao.csr.xz").unlink()
+    res = runner.invoke(main, ["infer", str(no_s), "--model", str(model), "-o", str(out)])
     assert res.exit_code == 2 and "overlap S" in res.output
+    res = runner.invoke(main, ["infer", str(SI / "h0"), "--model", str(model), "-o", str(out), "--write", "siesta"])
+    assert res.exit_code == 2 and "siesta zeroth-step run" in res.output
     res = runner.invoke(main, ["infer", str(SI / "h0"), "--model", str(model), "-o", str(out),
                                "--s-from", str(ROT / "rotated" / "scf")])
     assert res.exit_code == 2 and "error" in res.output

@@ -1,4 +1,4 @@
-"""``dftplug infer``: a zeroth-step run -> predicted converged H, written for the code or as HDF5."""
+"""``dftplug infer``: a zeroth-step run -> predicted converged H, written for the code to take over."""
 from __future__ import annotations
 
 import time
@@ -8,30 +8,47 @@ import click
 
 from . import emit_json, main, reports_errors
 
+CODE_FORMATS = ("abacus", "siesta", "openmx")
+
 
 @main.command()
 @click.argument("h0_run", type=click.Path(exists=True, file_okay=False))
 @click.option("--model", "model", required=True, help="Checkpoint file or shipped model name (e.g. abacus_si8).")
 @click.option("-o", "--output", required=True, type=click.Path(file_okay=False), help="Output folder.")
-@click.option("--write", "fmt", type=click.Choice(["h5", "abacus"]), default="h5", show_default=True,
-              help="h5: dataset with H = H0 + ΔH; abacus: hrs1_nao.csr for init_chg hr.")
+@click.option("--write", "formats", multiple=True, default=("h5",), show_default=True,
+              type=click.Choice([*CODE_FORMATS, "deeph", "h5"]),
+              help="Repeatable. abacus: hrs*_nao.csr (+ dmrs*) for init_chg hr|dm; siesta: <label>.DM "
+                   "(DM.UseSaveDM), .TSHS, H_IN; openmx: <name>.scfout; deeph: a DeepH folder; "
+                   "h5: predicted.h5 (H = H0 + ΔH).")
+@click.option("--dm", "with_dm", is_flag=True,
+              help="ABACUS: also write the DM built from the predicted H (init_chg dm; always for nspin 2).")
 @click.option("--s-from", "s_from", type=click.Path(exists=True, file_okay=False),
               help="Take the overlap S from this run of the same structure (when the H0 run did not write S).")
-@click.option("--device", default="cpu", show_default=True)
+@click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:1, ...")
 @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary.")
+@click.option("-v", "--verbose", is_flag=True, help="Progress of the k-point sums.")
 @reports_errors
-def infer(h0_run, model, output, fmt, s_from, device, as_json):
-    """Predict H = H0 + ΔH for the zeroth-step run H0_RUN and write it to OUTPUT."""
+def infer(h0_run, model, output, formats, with_dm, s_from, device, as_json, verbose):
+    """Predict H = H0 + ΔH for the zeroth-step run H0_RUN and write what the code reads to start
+    its SCF (see README, "Use as an SCF initial guess"). Prints a one-line summary and the input
+    lines to add; no prompts."""
     from dftplug.dataset import write_dataset
     from dftplug.errors import MismatchError
     from dftplug.model import load
     from dftplug.model.infer import predict
     from dftplug.parsers import code_module, detect
+    from dftplug.parsers.deeph import write_deeph
+    from dftplug.scf_guess import write_scf_guess
 
     code = detect(h0_run)
+    wrong = [f for f in formats if f in CODE_FORMATS and f != code]
+    if wrong:
+        raise MismatchError(f"--write {wrong[0]} needs a {wrong[0]} zeroth-step run (its file layout and sparsity); "
+                            f"{h0_run} is a {code} run")
     h0 = code_module(code).read_h0(h0_run)
     if s_from:
-        other = code_module(detect(s_from)).read_run(s_from, with_matrices=("S",))
+        other = code_module(detect(s_from)).read_run(s_from, with_matrices=("S",)) if code == "abacus" \
+            else code_module(detect(s_from)).read_run(s_from)
         h0.check_compatible(other, what=f"H0 run {h0_run} vs S run {s_from}")
         h0.S = other.S
     ckpt = load(model, device)
@@ -40,19 +57,27 @@ def infer(h0_run, model, output, fmt, s_from, device, as_json):
     seconds = time.perf_counter() - t0
     out = Path(output)
     out.mkdir(parents=True, exist_ok=True)
-    if fmt == "h5":
-        files = [write_dataset(out / "predicted.h5", [(Path(h0_run).resolve().parent.name or "structure", h)])]
-    else:
-        if code != "abacus":
-            raise MismatchError(f"--write abacus needs an ABACUS run, {h0_run} is {code}")
-        from dftplug.parsers import abacus
-        files = abacus.write_matrix(h, "H", out)
+    files, lines, notes = [], {}, []
+    name = Path(h0_run).resolve().parent.name or "structure"
+    for fmt in dict.fromkeys(formats):
+        if fmt == "h5":
+            files.append(write_dataset(out / "predicted.h5", [(name, h)]))
+        elif fmt == "deeph":
+            files += write_deeph(h, out / "deeph", layout="new")
+        else:
+            guess = write_scf_guess(h, code, out, with_dm=with_dm, progress=verbose)
+            files += guess.files
+            lines[code] = guess.input_lines
+            notes += guess.notes
     dh = (h.H - h0.H0.with_pairs(h.H.pairs)).data
-    summary = {"h0_run": str(h0_run), "code": code, "model": ckpt.meta["path"], "format": fmt,
-               "files": [str(f) for f in files], "structure": h.summary(), "seconds": seconds,
+    summary = {"h0_run": str(h0_run), "code": code, "model": ckpt.meta["path"], "formats": list(formats),
+               "files": [str(f) for f in files], "input_lines": lines, "notes": notes,
+               "structure": h.summary(), "seconds": seconds,
                "delta_h_mean_meV": 1e3 * float(abs(dh).mean()), "delta_h_max_meV": 1e3 * float(abs(dh).max())}
     if as_json:
         emit_json(summary)
-    else:
-        click.echo(f"{h.atoms.get_chemical_formula()}: predicted H = H0 + ΔH (mean |ΔH| "
-                   f"{summary['delta_h_mean_meV']:.3f} meV) in {seconds:.2f} s → {', '.join(summary['files'])}")
+        return
+    click.echo(f"{h.atoms.get_chemical_formula()}: H = H0 + ΔH (mean |ΔH| {summary['delta_h_mean_meV']:.3f} meV) "
+               f"in {seconds:.2f} s -> {out}")
+    for code_name, code_lines in lines.items():
+        click.echo(f"add to the {code_name} input: " + " ; ".join(code_lines))
