@@ -47,8 +47,7 @@ def infer(h0_run, model, output, formats, with_dm, s_from, device, as_json, verb
                             f"{h0_run} is a {code} run")
     h0 = code_module(code).read_h0(h0_run)
     if s_from:
-        other = code_module(detect(s_from)).read_run(s_from, with_matrices=("S",)) if code == "abacus" \
-            else code_module(detect(s_from)).read_run(s_from)
+        other = code_module(detect(s_from)).read_run(s_from)
         h0.check_compatible(other, what=f"H0 run {h0_run} vs S run {s_from}")
         h0.S = other.S
     ckpt = load(model, device)
