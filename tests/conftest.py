@@ -14,3 +14,14 @@ def shared_path(*parts) -> Path:
     if not p.exists():
         pytest.skip(f"needs {p} (../shared is not beside this checkout)")
     return p
+
+
+# the smallest useful model, for training runs inside tests (a [model] table of a train.toml)
+TINY_MODEL_TOML = """
+[model]
+num_layers = 1
+node_mul = [4, 2, 2]
+edge_mul = [4, 2, 2, 2]
+num_basis = 4
+radial_hidden = 8
+"""

@@ -11,20 +11,14 @@ from dftplug.parsers import openmx as omx
 from dftplug.parsers import siesta as si
 from dftplug.parsers.deeph import read_deeph
 
-from .conftest import FIXTURES
+from .conftest import FIXTURES, TINY_MODEL_TOML
 
 TINY = """
 [train]
 epochs = 1
 val_fraction = 0.0
 kspace_weight = 0.0
-[model]
-num_layers = 1
-node_mul = [4, 2, 2]
-edge_mul = [4, 2, 2, 2]
-num_basis = 4
-radial_hidden = 8
-"""
+""" + TINY_MODEL_TOML
 
 
 def _train(tmp_path, run):

@@ -15,7 +15,7 @@ from dftplug.model.model import ModelConfig
 from dftplug.model.train import ConfigError, TrainConfig, load_config, train
 from dftplug.parsers import abacus as ab
 
-from .conftest import FIXTURES
+from .conftest import FIXTURES, TINY_MODEL_TOML
 
 SI = FIXTURES / "abacus311" / "si_diamond"
 ROT = FIXTURES / "rotations" / "abacus"
@@ -26,13 +26,7 @@ epochs = 2
 val_fraction = 0.5
 kspace_weight = 0.05
 kspace_points = 2
-[model]
-num_layers = 1
-node_mul = [4, 2, 2]
-edge_mul = [4, 2, 2, 2]
-num_basis = 4
-radial_hidden = 8
-"""
+""" + TINY_MODEL_TOML
 
 
 @pytest.fixture(scope="module")
