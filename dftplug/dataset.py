@@ -8,6 +8,7 @@ Layout (format_version 1)::
                                   settings (JSON)
         numbers (N,) int32, positions (N, 3) Å, cell (3, 3) Å (rows), pbc (3,) bool
         <M>/pairs (E, 5) int32 rows (i, j, R1, R2, R3);  <M>/data (nspin, nnz) float64
+                                  (complex128 with 4 channels uu, ud, du, dd for spin-orbit runs)
                                   for M in H, S, H0, DM (those present); blocks row-major, in
                                   the order of ``pairs`` (see :class:`dftplug.BlockSparse`).
 
