@@ -11,7 +11,7 @@ from dftplug.parsers import openmx as omx
 from dftplug.parsers import siesta as si
 from dftplug.parsers.deeph import read_deeph
 
-from .conftest import FIXTURES, TINY_MODEL_TOML
+from .conftest import FIXTURES, TINY_MODEL_TOML, shared_path
 
 TINY = """
 [train]
@@ -76,3 +76,14 @@ def test_wrong_code_is_refused(tmp_path):
     res = CliRunner().invoke(main, ["infer", str(case / "scf_iter1"), "--model", "abacus_si8", "-o",
                                     str(tmp_path / "x")])
     assert res.exit_code == 2 and "error" in res.output
+
+
+def test_spin_orbit_data_is_refused_by_the_model(tmp_path):
+    run = FIXTURES / "soc" / "abacus311" / "pb_fcc" / "scf"
+    data, cfg = tmp_path / "soc.h5", tmp_path / "t.toml"
+    cfg.write_text(TINY)
+    h0 = shared_path("fixtures", "soc", "abacus311", "pb_fcc", "h0_smallmag")
+    res = CliRunner().invoke(main, ["convert", str(run), "--h0", str(h0), "-o", str(data)])
+    assert res.exit_code == 0, res.output
+    res = CliRunner().invoke(main, ["train", str(data), "-o", str(tmp_path / "m.pt"), "--config", str(cfg)])
+    assert res.exit_code == 2 and "spin-orbit" in res.output

@@ -23,6 +23,7 @@ import torch
 from e3nn import o3
 
 from dftplug.basis import L_LETTERS, Basis
+from dftplug.errors import MismatchError
 
 
 def _shell_offsets(ls) -> np.ndarray:
@@ -113,6 +114,9 @@ class BasisLayout:
 
     @classmethod
     def from_basis(cls, basis: Basis, species, nspin: int) -> "BasisLayout":
+        if nspin not in (1, 2):
+            raise MismatchError(f"nspin {nspin} (spin-orbit) data: the ΔH model covers nspin 1 and 2; "
+                                     "a time-reversal-equivariant spinor model is not implemented yet")
         species = tuple(species)
         return cls(species, tuple(tuple(basis.ls(s)) for s in species), int(nspin))
 
