@@ -20,8 +20,9 @@ install: $(VENV)/.installed
 demo: install
 	$(PY) scripts/demo.py
 
+# one BLAS/torch thread per pytest worker: oversubscribed threads made the suite 15x slower
 test: install
-	$(PY) -m pytest -q $(PYTEST_ARGS)
+	OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1 $(PY) -m pytest -q $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) demo_out *.egg-info

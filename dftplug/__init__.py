@@ -6,5 +6,17 @@ from .errors import DftplugError, MismatchError, ParseError
 from .hamiltonian import Hamiltonian
 
 __version__ = "0.1.0"
+
+# bridges to other libraries, imported on first use (sisl is slow to import)
+_LAZY = {"to_sisl": "sislio", "from_sisl": "sislio", "to_ase": "aseio", "from_ase": "aseio"}
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        from importlib import import_module
+        return getattr(import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module 'dftplug' has no attribute {name!r}")
+
+
 __all__ = ["Basis", "Shell", "BlockSparse", "Hamiltonian", "DftplugError", "MismatchError", "ParseError",
-           "__version__"]
+           "to_sisl", "from_sisl", "to_ase", "from_ase", "__version__"]

@@ -6,6 +6,15 @@ writer goes back with :meth:`BlockSparse.to_orbital_coo`. Nothing here knows a D
 
 Convention: block (i, j, R) holds <phi_i,a (r - tau_i) | M | phi_j,b (r - tau_j - R)>, with R in
 integer lattice coordinates (R_cart = R @ cell). Hermiticity reads M_ij(R) = M_ji(-R)^T.
+
+Spin channels (``data`` rows):
+* nspin 1: one real channel (spin-restricted H, DM summed over spin; also every overlap S);
+* nspin 2: collinear (up, down), real;
+* nspin 4: spin-orbit / non-collinear spinor matrices, complex128, channels
+  :data:`SPINOR_CHANNELS` = (uu, ud, du, dd): channel (s, s') of block (i, j, R) is
+  <phi_i s | M | phi_j s' (R)>, i.e. channel index 2 s + s' with s = 0 (up), 1 (down) along z.
+  The full spinor matrix is M[(a, s), (b, s')]; an overlap stays one real channel (S x 1_2 implied).
+  Hermiticity then reads M^{ss'}_ij(R) = conj(M^{s's}_ji(-R))^T (:meth:`BlockSparse.adjoint`).
 """
 from __future__ import annotations
 
@@ -15,6 +24,8 @@ import numpy as np
 
 from .errors import MismatchError
 
+SPINOR_CHANNELS = ("uu", "ud", "du", "dd")  # nspin-4 channel order: index 2 s + s'
+_SPIN_SWAP = np.array([0, 2, 1, 3])          # channel (s, s') -> (s', s)
 _KEY_SHIFT = np.int64(1 << 12)  # lattice indices must lie in (-2048, 2048)
 
 
@@ -38,7 +49,8 @@ class BlockSparse:
     ----------
     norb : (natoms,) int  orbitals per atom; block (i, j, R) has shape (norb[i], norb[j]).
     pairs : (E, 5) int64  rows (i, j, R1, R2, R3), unique and sorted lexicographically.
-    data : (nspin, nnz) float64  the blocks' elements, row-major, block after block.
+    data : (nspin, nnz) float64 (complex128 for nspin-4 spinor channels)  the blocks' elements,
+                          row-major, block after block.
     """
 
     norb: np.ndarray
@@ -196,7 +208,7 @@ class BlockSparse:
         return self.find(partner)
 
     def transposed(self) -> "BlockSparse":
-        """M'_ij(R) = M_ji(-R)^T on the same pattern (requires a symmetric pattern)."""
+        """M'_ij(R) = M_ji(-R)^T per channel, on the same pattern (requires a symmetric pattern)."""
         partner = self.partner_index()
         if np.any(partner < 0):
             raise MismatchError(f"{np.sum(partner < 0)} blocks have no (j, i, -R) partner")
@@ -207,8 +219,16 @@ class BlockSparse:
             out[:, idx] = pb.transpose(0, 1, 3, 2).reshape(self.nspin, len(edges), -1)
         return self.copy(out)
 
+    def adjoint(self) -> "BlockSparse":
+        """The Hermitian adjoint M^dagger on the same pattern: M'_ij(R) = conj(M_ji(-R))^T per
+        channel, and for nspin 4 also the spin indices swap (channel ud <- du).
+        Real nspin 1/2 matrices: the same as :meth:`transposed`."""
+        t = self.transposed()
+        data = np.conj(t.data) if np.iscomplexobj(t.data) else t.data
+        return t.copy(data[_SPIN_SWAP] if self.nspin == 4 else data)
+
     def hermiticity_error(self) -> float:
-        """max |M_ij(R) - M_ji(-R)^T| (blocks without a partner count as the block itself)."""
+        """max |M - M^dagger| (blocks without a (j, i, -R) partner count as the block itself)."""
         partner = self.partner_index()
         err = 0.0
         if np.any(partner < 0):
@@ -216,12 +236,35 @@ class BlockSparse:
             idx = np.concatenate([np.arange(self.offsets[e], self.offsets[e + 1]) for e in lone])
             err = float(np.abs(self.data[:, idx]).max(initial=0.0))
         full = self.with_pairs(self.symmetric_pairs())
-        return max(err, float(np.abs(full.data - full.transposed().data).max(initial=0.0)))
+        return max(err, float(np.abs(full.data - full.adjoint().data).max(initial=0.0)))
 
     def hermitized(self) -> "BlockSparse":
-        """(M + M^T)/2 on the symmetric closure of the pattern."""
+        """(M + M^dagger)/2 on the symmetric closure of the pattern."""
         full = self.with_pairs(self.symmetric_pairs())
-        return full.copy(0.5 * (full.data + full.transposed().data))
+        return full.copy(0.5 * (full.data + full.adjoint().data))
+
+    def spin_transform(self, u: np.ndarray) -> "BlockSparse":
+        """nspin 4: M' = (1 x u) M (1 x u)^dagger, i.e. M'^{ab} = sum u_ac M^{cd} conj(u_bd),
+        for a 2x2 matrix ``u`` acting on the spin index (e.g. an SU(2) rotation)."""
+        self._require_spinor("a spin transformation")
+        m = self.data.reshape(2, 2, -1)
+        return self.copy(np.einsum("ac,cdn,bd->abn", u, m, np.conj(u)).reshape(4, -1))
+
+    def time_reversed(self) -> "BlockSparse":
+        """theta M theta^-1 with theta = -i sigma_y K (K: complex conjugation; the orbitals are
+        real, so K acts on the coefficients only). nspin 4: M' = J conj(M) J^T with
+        J = -i sigma_y = [[0, -1], [1, 0]], i.e. M'uu = conj(Mdd), M'dd = conj(Muu),
+        M'ud = -conj(Mdu), M'du = -conj(Mud). nspin 2: up and down swap; nspin 1: unchanged."""
+        if self.nspin == 4:
+            return self.conj().spin_transform(np.array([[0.0, -1.0], [1.0, 0.0]]))
+        return self.copy(self.data[::-1].copy())
+
+    def conj(self) -> "BlockSparse":
+        return self.copy(np.conj(self.data))
+
+    def _require_spinor(self, what: str) -> None:
+        if self.nspin != 4:
+            raise MismatchError(f"{what} needs a 4-channel spinor matrix, this one has nspin {self.nspin}")
 
     def symmetric_pairs(self) -> np.ndarray:
         p = self.pairs

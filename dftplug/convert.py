@@ -50,8 +50,8 @@ def find_h0_sibling(scf: Path) -> Path | None:
     return None
 
 
-def plan_pairs(runs, h0_dirs=(), require_h0: bool = True) -> list[RunPair]:
-    """Resolve the SCF folders and their H0 folders; refuse a missing H0 unless not required."""
+def plan_pairs(runs, h0_dirs=()) -> list[RunPair]:
+    """Resolve the SCF folders and their H0 folders (explicit, or by the sibling convention)."""
     runs = [_scf_folder(Path(r)) for r in runs]
     if h0_dirs and len(h0_dirs) != len(runs):
         raise MismatchError(f"{len(h0_dirs)} --h0 folders given for {len(runs)} run folders")
@@ -59,10 +59,6 @@ def plan_pairs(runs, h0_dirs=(), require_h0: bool = True) -> list[RunPair]:
     for k, scf in enumerate(runs):
         detect(scf)  # clear error for a folder of no known code
         h0 = Path(h0_dirs[k]) if h0_dirs else find_h0_sibling(scf)
-        if h0 is None and require_h0:
-            raise ParseError(scf, "no zeroth-step run found (looked for sibling folders "
-                                  f"{', '.join(code_module(detect(scf)).H0_SIBLINGS)}); give --h0 "
-                                  "or --no-h0")
         name = structure_name(scf)
         seen[name] = seen.get(name, 0) + 1
         if seen[name] > 1:
@@ -71,8 +67,12 @@ def plan_pairs(runs, h0_dirs=(), require_h0: bool = True) -> list[RunPair]:
     return pairs
 
 
-def read_pair(pair: RunPair) -> Hamiltonian:
-    """Read the SCF run and attach its H0 (structure, basis and S checked)."""
+def read_pair(pair: RunPair, require_h0: bool = True) -> Hamiltonian:
+    """Read the SCF run and attach its H0 (structure, basis and S checked).
+
+    A run without H0 is an error unless ``require_h0`` is False: a dataset of H0-less structures
+    (or of H0 labelled as H) is a known silent failure of training pipelines.
+    """
     code = detect(pair.scf)
     mod = code_module(code)
     h = mod.read_run(pair.scf)
@@ -80,7 +80,11 @@ def read_pair(pair: RunPair) -> Hamiltonian:
         raise ParseError(pair.scf, "the run holds no converged H")
     if pair.h0 is not None:
         h0_code = detect(pair.h0)
-        if h0_code != code:
+        if h0_code != code and code != "deeph":  # a DeepH folder may take H0 from a code's run
             raise MismatchError(f"{pair.scf} is a {code} run but its H0 folder {pair.h0} is {h0_code}")
-        h.attach_h0(mod.read_h0(pair.h0))
+        h.attach_h0(code_module(h0_code).read_h0(pair.h0))
+    if h.H0 is None and require_h0:
+        raise ParseError(pair.scf, "no zeroth-step run found (looked for sibling folders "
+                                   f"{', '.join(mod.H0_SIBLINGS) or '(none for this format)'}); "
+                                   "give --h0 or --no-h0")
     return h

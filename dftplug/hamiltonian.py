@@ -1,4 +1,11 @@
-"""The common object between parsers and everything else: :class:`Hamiltonian`."""
+"""The common object between parsers and everything else: :class:`Hamiltonian`.
+
+Spin: H, H0 and DM carry nspin = 1, 2 (collinear, real) or 4 channels. nspin 4 = spin-orbit /
+non-collinear: complex spinor channels (uu, ud, du, dd) with channel (s, s') of block (i, j, R) =
+<i s|M|j s' (R)> (see :mod:`dftplug.blocksparse`); S stays one real channel (S x 1_2 implied). The DM
+uses the same layout, DM^{ss'}_ij(R) = sum_n f_n c_{i s, n} conj(c_{j s', n}) (Bloch sums as H), so
+that Tr(DM S) summed over uu and dd is the electron count and Tr(sigma DM S) the spin moment.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -9,7 +16,7 @@ import numpy as np
 from .basis import Basis
 from .blocksparse import BlockSparse, union_pairs
 from .errors import MismatchError
-from .orbitals import block_rotation
+from .orbitals import block_rotation, spin_half_d
 
 MATRIX_NAMES = ("H", "S", "H0", "DM")
 
@@ -23,7 +30,8 @@ class Hamiltonian:
     atoms : ase.Atoms            structure (cell in Å, pbc, positions in Å, species).
     basis : Basis                shells per species, in the order of each atom's block.
     H, S, H0, DM : BlockSparse   converged H (eV), overlap, zeroth-step H (eV), density matrix;
-                                 any may be None. H/H0/DM carry nspin channels (1 or 2), S one.
+                                 any may be None. H/H0/DM carry nspin channels (1, 2, or 4
+                                 complex spinor channels), S one real channel.
     fermi_level : float | None   eV, in the code's own energy reference (that of H).
     nelec : float | None         valence electron count.
     h0_kind : str | None         what H0 is, e.g. ``"H[rho_atomic]"`` (see :data:`H0_KINDS`).
@@ -94,23 +102,34 @@ class Hamiltonian:
         d = self.delta_h()
         dh = d.data
         out = {"mae_meV": 1e3 * float(np.abs(dh).mean()),
-               "rms_meV": 1e3 * float(np.sqrt((dh ** 2).mean())),
+               "rms_meV": 1e3 * float(np.sqrt((np.abs(dh) ** 2).mean())),
                "max_meV": 1e3 * float(np.abs(dh).max(initial=0.0))}
         if self.S is not None:
-            s = self.S.with_pairs(d.pairs).data[0]
-            mu = float((dh @ s).sum() / max(d.nspin * float(s @ s), 1e-300))
+            s = spin_identity(self.S.with_pairs(d.pairs).data[0], d.nspin)
+            mu = float(np.real(np.sum(dh * s)) / max(float(np.sum(s * s)), 1e-300))
             out["mu_eV"] = mu
-            out["rms_after_mu_meV"] = 1e3 * float(np.sqrt(((dh - mu * s) ** 2).mean()))
+            out["rms_after_mu_meV"] = 1e3 * float(np.sqrt((np.abs(dh - mu * s) ** 2).mean()))
         return out
 
     def electron_count(self) -> np.ndarray:
-        """Tr(DM S) = sum_{ijR} DM_ij(R) S_ij(R), per spin channel."""
+        """Tr(DM S) = sum_{ijR} DM_ij(R) S_ij(R), per spin channel; for nspin 4 the real
+        (uu, dd) pair (occupations along z: their sum is N, their difference m_z)."""
         if self.DM is None or self.S is None:
             raise MismatchError("the electron count needs DM and S")
-        return self.DM.contract(self.S)
+        counts = self.DM.contract(self.S)
+        return np.real(counts[[0, 3]]) if self.DM.nspin == 4 else counts
+
+    def spin_moment(self) -> np.ndarray:
+        """(m_x, m_y, m_z) = Re Tr(sigma DM S) in Bohr magnetons (nspin 2: (0, 0, N_up - N_dn))."""
+        if self.DM is None or self.S is None:
+            raise MismatchError("the spin moment needs DM and S")
+        c = self.DM.contract(self.S)
+        if self.DM.nspin == 4:  # Tr(sigma_a rho) = sum_{ss'} (sigma_a)_{s's} rho^{ss'}
+            return np.real([c[1] + c[2], 1j * (c[1] - c[2]), c[0] - c[3]])
+        return np.array([0.0, 0.0, c[0] - c[-1]])
 
     def hermiticity_error(self) -> dict[str, float]:
-        """max |M_ij(R) − M_ji(−R)^T| for every matrix present."""
+        """max |M − M^dagger| (M_ij(R) vs conj(M_ji(−R))^T, spin swapped) for every matrix present."""
         return {n: m.hermiticity_error() for n, m in self.matrices().items()}
 
     def check_compatible(self, other: "Hamiltonian", what: str = "", atol: float = 1e-6) -> None:
@@ -147,20 +166,34 @@ class Hamiltonian:
         self.h0_kind = h0_run.h0_kind
         self.provenance["h0_source"] = h0_run.provenance.get("source")
         self.provenance["h0_files"] = h0_run.provenance.get("files")
+        if "h0_form" in h0_run.provenance:  # which file form of H0 a code produced (e.g. OpenMX's two)
+            self.provenance["h0_form"] = h0_run.provenance["h0_form"]
         return self
 
     def rotated(self, rot: np.ndarray) -> "Hamiltonian":
         """The same system rotated by the orthogonal 3x3 ``rot`` (r' = rot r): cell and positions
-        rotate, every block becomes D_i M_ij(R) D_j^T with the Wigner D of its shells."""
+        rotate, every block becomes D_i M_ij(R) D_j^T with the Wigner D of its shells; nspin-4
+        blocks become (D_i x U) M_ij(R) (D_j x U)^dagger with U = :func:`spin_half_d` (rot)."""
         species, kinds = self.species_index()
         umats = [block_rotation(self.basis.ls(s), rot) for s in species]
         atoms = self.atoms.copy()
         atoms.set_cell(self.atoms.cell.array @ np.asarray(rot).T, scale_atoms=False)
         atoms.positions = self.atoms.positions @ np.asarray(rot).T
         new = {n: m.transform(kinds, umats) for n, m in self.matrices().items()}
+        new = {n: m.spin_transform(spin_half_d(rot)) if m.nspin == 4 else m for n, m in new.items()}
+        return self._with_matrices(new, atoms)
+
+    def time_reversed(self) -> "Hamiltonian":
+        """The Kramers conjugate theta M theta^-1 (theta = -i sigma_y K, see
+        :meth:`BlockSparse.time_reversed`) of H, H0 and DM; S and the structure are unchanged.
+        A non-magnetic system is invariant: H.time_reversed() = H."""
+        new = {n: (m if n == "S" else m.time_reversed()) for n, m in self.matrices().items()}
+        return self._with_matrices(new, self.atoms.copy())
+
+    def _with_matrices(self, mats: dict, atoms: ase.Atoms) -> "Hamiltonian":
         return Hamiltonian(atoms, self.basis, fermi_level=self.fermi_level, nelec=self.nelec,
                            h0_kind=self.h0_kind, provenance=dict(self.provenance),
-                           settings=dict(self.settings), **new)
+                           settings=dict(self.settings), **mats)
 
     def summary(self) -> dict:
         """Small JSON-able description (for ``--json`` outputs and logs)."""
@@ -177,6 +210,15 @@ class Hamiltonian:
             "code": self.provenance.get("code"),
         }
         return out
+
+
+def spin_identity(s: np.ndarray, nspin: int) -> np.ndarray:
+    """One overlap channel ``s`` (nnz,) as the spin identity in nspin channels, (nspin, nnz):
+    repeated for nspin 1/2, (s, 0, 0, s) for spinor nspin 4."""
+    if nspin == 4:
+        z = np.zeros_like(s)
+        return np.stack([s, z, z, s])
+    return np.broadcast_to(s, (nspin, len(s)))
 
 
 # What an H0 can be; a dataset records one of these and never mixes them.

@@ -14,6 +14,11 @@ so that l = 1 is (y, z, x) and l = 2 is (xy, yz, 3z^2-r^2, xz, x^2-y^2), all wit
 A code declares, per l, its orbital order as a list of (m_std, sign) pairs: its orbital a is
 ``sign_a * Y^std_{m_a}``. :func:`code_to_internal` returns the orthogonal U_l with
 phi_internal = U_l phi_code, so that a block converts as  M_int = U_li M_code U_lj^T.
+
+Spin 1/2 (nspin-4 spinor matrices, channel order up, down along z): :func:`spin_half_d` gives the
+SU(2) matrix U(R) = exp(-i theta n.sigma/2) of the rotation R by angle theta in [0, pi] about the unit
+axis n (active, r' = R r), so that U (sigma.v) U^dagger = sigma.(R v). A spinor block rotates as
+M' = (D_li x U) M (D_lj x U)^dagger. Spin is a pseudovector: an improper R acts as -R (proper).
 """
 from __future__ import annotations
 
@@ -59,8 +64,14 @@ def _fit(l: int, target, source) -> np.ndarray:
 
 @lru_cache(maxsize=None)
 def std_to_e3nn(l: int) -> np.ndarray:
-    """Orthogonal T_l with Y^e3nn_l = T_l Y^std_l (rows: e3nn m, columns: standard m)."""
-    return _fit(l, lambda p: real_sh_std(l, p @ _P_E3NN.T), lambda p: real_sh_std(l, p))
+    """Orthogonal T_l with Y^e3nn_l = T_l Y^std_l (rows: e3nn m, columns: standard m).
+
+    Its exact entries are 0 or algebraic numbers of size >= 0.1; fitting noise (< 1e-12) on the
+    zeros is removed, so that s and p conversions are exact signed permutations and a code's
+    float noise survives a read/write round trip (nspin-4 complex files)."""
+    t = _fit(l, lambda p: real_sh_std(l, p @ _P_E3NN.T), lambda p: real_sh_std(l, p))
+    t[np.abs(t) < 1e-12] = 0.0
+    return t
 
 
 def real_sh(l: int, xyz: np.ndarray) -> np.ndarray:
@@ -100,3 +111,31 @@ def block_rotation(ls, rot: np.ndarray) -> np.ndarray:
         out[k:k + len(b), k:k + len(b)] = b
         k += len(b)
     return out
+
+
+_PAULI = np.array([[[0, 1], [1, 0]], [[0, -1j], [1j, 0]], [[1, 0], [0, -1]]], dtype=complex)
+
+
+def spin_half_d(rot: np.ndarray) -> np.ndarray:
+    """SU(2) matrix (2x2 complex) of the rotation ``rot`` on spinors (up, down along z).
+
+    U = cos(theta/2) 1 - i sin(theta/2) n.sigma for ``rot`` = rotation by theta in [0, pi] about n
+    (right-handed, active); then U (sigma.v) U^dagger = sigma.(rot v). The overall sign (U and -U
+    are the same rotation) is fixed by theta in [0, pi] and, at theta = pi, by the first nonzero
+    component of n being positive. Improper ``rot`` (det -1) = inversion x proper: inversion does
+    not act on spin, so D^(1/2)(rot) = D^(1/2)(-rot).
+    """
+    rot = np.asarray(rot, float)
+    proper = rot * np.sign(np.linalg.det(rot))
+    cos_t = np.clip((np.trace(proper) - 1.0) / 2.0, -1.0, 1.0)
+    theta = np.arccos(cos_t)
+    axial = np.array([proper[2, 1] - proper[1, 2], proper[0, 2] - proper[2, 0], proper[1, 0] - proper[0, 1]])
+    if np.linalg.norm(axial) > 1e-8:
+        n = axial / np.linalg.norm(axial)
+    elif cos_t > 0:  # identity
+        return np.eye(2, dtype=complex)
+    else:  # theta = pi: rot = 2 n n^T - 1
+        _, v = np.linalg.eigh((proper + np.eye(3)) / 2.0)
+        n = v[:, -1]
+        n = n * np.sign(n[np.nonzero(np.abs(n) > 1e-8)[0][0]])
+    return np.cos(theta / 2) * np.eye(2) - 1j * np.sin(theta / 2) * np.einsum("a,aij->ij", n, _PAULI)

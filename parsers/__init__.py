@@ -18,25 +18,26 @@ from pathlib import Path
 from dftplug.errors import ParseError
 
 CODES = ("abacus", "siesta", "openmx")
+FORMATS = CODES + ("deeph",)  # what a folder given to `dftplug convert` may be
 
 
 def code_module(code: str):
     """The parser module of ``code``."""
-    if code not in CODES:
-        raise ParseError(code, f"unknown DFT code (known: {', '.join(CODES)})")
+    if code not in FORMATS:
+        raise ParseError(code, f"unknown DFT code or format (known: {', '.join(FORMATS)})")
     return import_module(f"dftplug.parsers.{code}")
 
 
 def detect(path) -> str:
-    """Name of the code whose run folder ``path`` is."""
+    """Name of the code (or "deeph") whose run folder ``path`` is."""
     path = Path(path)
     if not path.is_dir():
         raise ParseError(path, "not a folder")
-    for code in CODES:
+    for code in FORMATS:
         try:
             mod = code_module(code)
         except ImportError:
             continue
         if mod.is_run_folder(path):
             return code
-    raise ParseError(path, "not recognised as an ABACUS, SIESTA or OpenMX run folder")
+    raise ParseError(path, "not recognised as an ABACUS, SIESTA or OpenMX run folder or a DeepH folder")

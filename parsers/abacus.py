@@ -20,6 +20,23 @@ Conventions converted here (and nowhere else)
   Condon-Shortley sign (-1)^m: p = (z, -x, -y) (measured on the rotation fixture, see
   ``../shared/fixtures/rotations/abacus/README.md``), d = (z^2, -xz, -yz, x^2-y^2, xy),
   f likewise; ``tests/test_abacus.py`` proves p and d on the rotation pair.
+
+Spin-orbit runs (``nspin 4``, new generation only; verified for ``lspinorb 1, noncolin 0``)
+------------------------------------------------------------------------------------------
+One file per matrix (``hrs1``, ``srs1``, ``dmrs1``; header "1 # number of spin directions") over
+2 x norb basis functions, **index = 2 orbital + spin** (0 = up, 1 = down along z). H and S values
+are complex, written ``(re,im)``; the spin box [2a + s, 2b + s'] of orbitals a, b becomes channel
+2 s + s' (uu, ud, du, dd) of the common object (:mod:`dftplug.blocksparse`). S must be S x 1_2
+(checked) and becomes one real channel. The DM file is **real and in Pauli form**
+(ABACUS ``density_matrix.cpp``). With our DM^{ss'}_ij = sum_n f_n c_{is,n} conj(c_{js',n}) its box
+entries are (0,0) = n = Re(uu + dd), (0,1) = m_x = Re(ud + du), (1,0) = Im ud - Im du = -m_y,
+(1,1) = m_z = Re(uu - dd), where m_y = Re(i ud - i du) (= Re Tr sigma_y DM). The (1,0) sign is
+measured: the DM rebuilt from H's eigenvectors on the ``h0`` fixture (m_x, m_y != 0) matches only
+so (ABACUS's DM is the complex conjugate of ours; its formula -Im(ud) + Im(du) is m_y for it). The file
+is read as the spinor DM (n + m.sigma)/2: uu = (n + m_z)/2, dd = (n - m_z)/2,
+ud = (m_x - i m_y)/2, du = (m_x + i m_y)/2, and written back with the formulas above. ABACUS keeps
+only this real (density-generating) part: the part of a DM that is odd under
+(i, j, R) <-> (j, i, -R) (e.g. Im(uu + dd), the orbital currents of SOC) reads as zero.
 """
 from __future__ import annotations
 
@@ -31,10 +48,10 @@ import ase
 import numpy as np
 
 from dftplug.basis import Basis, Shell
-from dftplug.blocksparse import BlockSparse
+from dftplug.blocksparse import BlockSparse, union_pairs
 from dftplug.errors import MismatchError, ParseError
 from dftplug.fileio import atomic_write, find_file, read_text
-from dftplug.hamiltonian import Hamiltonian
+from dftplug.hamiltonian import Hamiltonian, spin_identity
 from dftplug.orbitals import code_to_internal
 
 RY_TO_EV = 13.605698
@@ -178,7 +195,7 @@ def read_csr(path) -> CsrFile:
                                    f"{len(vals)} values, {len(cols)} columns, {len(ptr)} row pointers "
                                    f"(expected {rowptr_len})")
         try:
-            v = np.array(vals, dtype=np.float64)
+            v = _parse_values(vals)
         except ValueError as exc:
             raise ParseError(path, f"bad value at R = {head[:3]}: {exc}") from None
         c = _ints(path, cols, "column index")
@@ -194,6 +211,24 @@ def read_csr(path) -> CsrFile:
     cat = (lambda x, dt: np.concatenate(x) if x else np.zeros(0, dt))
     return CsrFile(norb, cells, cat(rows_l, np.int64), cat(cols_l, np.int64), cat(cid_l, np.int64),
                    cat(vals_l, np.float64), gen, nspin, ispin, cell_block)
+
+
+def _parse_values(tokens: list[str]) -> np.ndarray:
+    """Real tokens, or complex ones written ``(re,im)`` (nspin-4 H and S)."""
+    if not tokens or not tokens[0].startswith("("):
+        return np.array(tokens, dtype=np.float64)
+    parts = " ".join(tokens).replace("(", " ").replace(")", " ").replace(",", " ").split()
+    if len(parts) != 2 * len(tokens):
+        raise ValueError("complex values must be written (re,im)")
+    pairs = np.array(parts, dtype=np.float64).reshape(-1, 2)
+    return pairs[:, 0] + 1j * pairs[:, 1]
+
+
+def _fmt_values(vals: np.ndarray) -> list[str]:
+    """ABACUS's ``%.8e`` tokens; complex values as ``(re,im)``."""
+    if np.iscomplexobj(vals):
+        return [f"({x.real:.8e},{x.imag:.8e})" for x in vals]
+    return [f"{x:.8e}" for x in vals]
 
 
 def _fmt_rows(tokens, per_line):
@@ -220,7 +255,7 @@ def write_csr(path, csr: CsrFile, kind: str) -> None:
         nnz = b - a
         rx, ry, rz = (int(x) for x in cell)
         ptr = np.concatenate([[0], np.cumsum(np.bincount(rows[a:b], minlength=csr.norb))])
-        vtok = [f"{x:.8e}" for x in vals[a:b]]
+        vtok = _fmt_values(vals[a:b])
         ctok = [str(x) for x in cols[a:b]]
         ptok = [str(x) for x in ptr]
         if csr.generation == "old":
@@ -366,7 +401,7 @@ class RunFolder:
 
     def matrix_files(self, name: str, nspin: int) -> tuple[list[Path], str] | None:
         new, old, per_spin = MATRIX_FILES[name]
-        ns = nspin if per_spin else 1
+        ns = nspin if per_spin and nspin != 4 else 1  # nspin 4: one spinor file
         for gen, pat in (("new", new), ("old", old)):
             paths = [self.out_dir / pat.format(s1=s + 1, s0=s) for s in range(ns)]
             try:
@@ -402,30 +437,48 @@ def _log_info(text: str) -> dict:
     if ver:
         info["version"] = ver.group(1)
     info["converged"] = "CONVERGED" in text or "charge density convergence is achieved" in text
+    info["autoset_magnetism"] = "Autoset magnetism" in text
     return info
 
 
-def _to_blocks(csrs: list[CsrFile], atoms_norb: np.ndarray, scale: float) -> BlockSparse:
-    """Spin channels of one matrix -> BlockSparse in ABACUS order (values scaled)."""
-    keys = []
-    for c in csrs:
-        keys.append((c.rows, c.cols, c.cells[c.cell_of]))
-    # union of the stored elements over the spin channels
-    rows = np.concatenate([k[0] for k in keys])
-    cols = np.concatenate([k[1] for k in keys])
-    cells = np.concatenate([k[2] for k in keys])
-    spin = np.concatenate([np.full(len(k[0]), s) for s, k in enumerate(keys)])
-    vals = np.concatenate([c.values for c in csrs]) * scale
-    tmp = BlockSparse.from_orbital_coo(atoms_norb, rows[spin == 0], cols[spin == 0], cells[spin == 0],
-                                       vals[spin == 0])
-    if len(csrs) == 1:
-        return tmp
-    others = [BlockSparse.from_orbital_coo(atoms_norb, rows[spin == s], cols[spin == s], cells[spin == s],
-                                           vals[spin == s]) for s in range(1, len(csrs))]
-    from dftplug.blocksparse import union_pairs
-    pairs = union_pairs(tmp.pairs, *[o.pairs for o in others], natoms=len(atoms_norb))
-    data = np.concatenate([m.with_pairs(pairs).data for m in [tmp, *others]], axis=0)
-    return BlockSparse(atoms_norb, pairs, data)
+def _channels_to_blocks(channels, atoms_norb: np.ndarray) -> BlockSparse:
+    """Orbital triplets (rows, cols, cells, values), one per channel -> one BlockSparse on the
+    union of the channels' block patterns (ABACUS order and units)."""
+    mats = [BlockSparse.from_orbital_coo(atoms_norb, *ch) for ch in channels]
+    if len(mats) == 1:
+        return mats[0]
+    pairs = union_pairs(*[m.pairs for m in mats], natoms=len(atoms_norb))
+    return BlockSparse(atoms_norb, pairs, np.concatenate([m.with_pairs(pairs).data for m in mats]))
+
+
+# nspin-4 DM: spin boxes (n, m_x, -m_y, m_z) at positions (00, 01, 10, 11) <-> channels (uu, ud, du, dd)
+PAULI_TO_SPINOR = np.array([[0.5, 0, 0, 0.5], [0, 0.5, 0.5j, 0], [0, 0.5, -0.5j, 0], [0.5, 0, 0, -0.5]])
+SPINOR_TO_PAULI = np.array([[1, 0, 0, 1], [0, 1, 1, 0], [0, -1j, 1j, 0], [1, 0, 0, -1]])
+
+
+def _spin_boxes(csr: CsrFile):
+    """A spinor file (basis index 2 orbital + spin) as orbital triplets of its four spin-box
+    positions (s, s'), in the order 2 s + s'."""
+    out = []
+    for s in (0, 1):
+        for t in (0, 1):
+            k = (csr.rows % 2 == s) & (csr.cols % 2 == t)
+            out.append((csr.rows[k] // 2, csr.cols[k] // 2, csr.cells[csr.cell_of[k]], csr.values[k]))
+    return out
+
+
+def _spinor_from_boxes(name: str, boxes: BlockSparse, path) -> BlockSparse:
+    """Spin boxes of an nspin-4 file (code units) -> the common object's channels (eV):
+    H complex (uu, ud, du, dd); DM from its Pauli form; S checked to be S x 1_2, one real channel."""
+    if name == "H":
+        return boxes.scaled(RY_TO_EV)
+    if name == "DM":
+        return boxes.copy(PAULI_TO_SPINOR @ boxes.data)
+    d = boxes.data
+    if np.abs(d[1:3]).max(initial=0.0) > 0 or np.abs(d[0] - d[3]).max(initial=0.0) > 0 or \
+            np.abs(d.imag).max(initial=0.0) > 0:
+        raise ParseError(path, "nspin-4 overlap is not S x 1_2 (real, same for both spins, no up-down)")
+    return boxes.copy(d[0].real)
 
 
 def read_matrices(run: RunFolder, atoms, basis: Basis, nspin: int, names=("H", "S", "DM")):
@@ -438,6 +491,7 @@ def read_matrices(run: RunFolder, atoms, basis: Basis, nspin: int, names=("H", "
     species = list(dict.fromkeys(symbols))
     kinds = np.array([species.index(s) for s in symbols])
     umats = [orbital_transform(basis.ls(s)) for s in species]
+    nbasis = norb.sum() * (2 if nspin == 4 else 1)
     out, meta, files = {}, {}, {}
     for name in names:
         found = run.matrix_files(name, nspin)
@@ -446,15 +500,31 @@ def read_matrices(run: RunFolder, atoms, basis: Basis, nspin: int, names=("H", "
         paths, gen = found
         csrs = [read_csr(p) for p in paths]
         for p, c in zip(paths, csrs):
-            if c.norb != norb.sum():
-                raise MismatchError(f"{p}: {c.norb} orbitals in the file, the structure and basis give "
-                                    f"{norb.sum()}")
-        scale = RY_TO_EV if name == "H" else 1.0
-        out[name] = _to_blocks(csrs, norb, scale).transform(kinds, umats)
+            if c.norb != nbasis:
+                raise MismatchError(f"{p}: {c.norb} basis functions in the file, the structure, basis and "
+                                    f"nspin {nspin} give {nbasis}")
+        if nspin == 4:
+            if gen != "new":
+                raise ParseError(paths[0], "nspin 4 is supported for the v3.11 csr generation only")
+            code = _spinor_from_boxes(name, _channels_to_blocks(_spin_boxes(csrs[0]), norb), paths[0])
+        else:
+            code = _channels_to_blocks([(c.rows, c.cols, c.cells[c.cell_of], c.values) for c in csrs], norb)
+            code = code.scaled(RY_TO_EV) if name == "H" else code
+        out[name] = code.transform(kinds, umats)
         meta[name] = {"cells": [c.cells for c in csrs], "cell_block": csrs[0].cell_block,
                       "generation": gen}
         files[name] = [str(p) for p in paths]
     return out, meta, files
+
+
+def _check_spinor_run(run: RunFolder) -> None:
+    """Refuse nspin-4 variants that no fixture verifies (the file layout may be the same, but the
+    reader has been checked on ``lspinorb 1, noncolin 0`` only)."""
+    lspinorb = run.params.get("lspinorb", "0").lower() in ("1", "true", ".true.")
+    noncolin = run.params.get("noncolin", "0").lower() in ("1", "true", ".true.")
+    if not lspinorb or noncolin:
+        raise ParseError(run.root / "INPUT", f"nspin 4 with lspinorb {int(lspinorb)}, noncolin {int(noncolin)} "
+                                             "is not supported (verified: lspinorb 1, noncolin 0 only)")
 
 
 def read_run(folder, with_matrices=("H", "S", "DM")) -> Hamiltonian:
@@ -463,8 +533,10 @@ def read_run(folder, with_matrices=("H", "S", "DM")) -> Hamiltonian:
     stru = run.root / run.params.get("stru_file", "STRU")
     atoms, orbfiles, mags = read_stru(stru)
     nspin = int(run.params.get("nspin", "1"))
-    if nspin not in (1, 2):
-        raise ParseError(run.root / "INPUT", f"nspin {nspin} is not supported yet (1 and 2 are)")
+    if nspin not in (1, 2, 4):
+        raise ParseError(run.root / "INPUT", f"nspin {nspin} is not an ABACUS nspin (1, 2 and 4 are)")
+    if nspin == 4:
+        _check_spinor_run(run)
     log_text = read_text(run.log) if run.log else ""
     shells = {}
     orb_dir = run.root / run.params.get("orbital_dir", ".")
@@ -491,7 +563,8 @@ def read_run(folder, with_matrices=("H", "S", "DM")) -> Hamiltonian:
     if "version" not in info and stdout.is_file():
         info.update({k: v for k, v in _log_info(read_text(stdout)).items() if k == "version"})
     settings = {k: run.params[k] for k in ("smearing_method", "smearing_sigma", "calculation", "ks_solver",
-                                           "scf_thr", "init_chg", "suffix") if k in run.params}
+                                           "scf_thr", "init_chg", "suffix", "nspin", "lspinorb")
+                if k in run.params}
     settings["abacus_meta"] = meta
     if "smearing_sigma" in settings:
         settings["smearing_sigma_eV"] = float(settings["smearing_sigma"]) * RY_TO_EV
@@ -503,21 +576,30 @@ def read_run(folder, with_matrices=("H", "S", "DM")) -> Hamiltonian:
             settings["kmesh_type"] = kl[2].strip().lower()
     prov = {"code": CODE, "version": info.get("version"), "source": str(Path(folder).resolve()),
             "files": files, "scf_iterations": info.get("scf_iterations"),
-            "converged": info.get("converged")}
+            "converged": info.get("converged"), "autoset_magnetism": info.get("autoset_magnetism")}
     return Hamiltonian(atoms=atoms, basis=basis, fermi_level=info.get("fermi_level"), nelec=info.get("nelec"),
                        provenance=prov, settings=settings, **mats)
 
 
 def read_h0(folder) -> Hamiltonian:
-    """Read a zeroth-step run (``scf_nmax 1``, ``init_chg atomic``): its H is H[rho_atomic]."""
+    """Read a zeroth-step run (``scf_nmax 1``, ``init_chg atomic``): its H is H[rho_atomic].
+
+    Refuses an nspin-4 run in which ABACUS auto-set a start moment (all STRU moments <= 1e-5 muB
+    give (1, 1, 1) muB per atom): its atomic density, hence H0, is spin-polarised by a moment the
+    converged system need not have (fcc Pb: m_z = 0.31 muB, Kramers degeneracy broken by 1.2 eV)."""
     h = read_run(folder, with_matrices=("H", "S"))
+    if h.nspin == 4 and h.provenance.get("autoset_magnetism"):
+        raise ParseError(Path(folder), "ABACUS auto-set a start moment (1, 1, 1) muB ('Autoset magnetism' in "
+                                       "the log): this H0 is spin-polarised; rerun the zeroth step with an "
+                                       "explicit tiny moment on each atom line of STRU, e.g. 'mag 0.00002'")
     h.H0, h.H, h.h0_kind = h.H, None, "H[rho_atomic]"
     return h
 
 
 # ============================================================================ writing
 def to_csr_files(h: Hamiltonian, name: str, generation: str = "new") -> list[CsrFile]:
-    """Convert matrix ``name`` of ``h`` back to ABACUS units/order as one CsrFile per spin."""
+    """Convert matrix ``name`` of ``h`` back to ABACUS units/order: one CsrFile per spin, or one
+    spinor file (basis index 2 orbital + spin) for a spin-orbit Hamiltonian (see module docstring)."""
     mat = getattr(h, name)
     if mat is None:
         raise MismatchError(f"no {name} to write")
@@ -525,27 +607,48 @@ def to_csr_files(h: Hamiltonian, name: str, generation: str = "new") -> list[Csr
     umats = [orbital_transform(h.basis.ls(s)).T for s in species]
     code = mat.transform(kinds, umats)
     rows, cols, cells, values = code.to_orbital_coo()
+    meta = h.settings.get("abacus_meta", {}).get(name, {})
+    run_blocks = [m.get("cell_block") for m in h.settings.get("abacus_meta", {}).values() if m.get("cell_block")]
+    cell_block = meta.get("cell_block") or (run_blocks[0] if run_blocks else _cell_block(h.atoms))
+    known = meta.get("cells") or []
+    norb = int(h.norb().sum())
+    if h.nspin == 4 or str(h.settings.get("nspin")) == "4":
+        if generation != "new":
+            raise MismatchError("nspin-4 (spin-orbit) matrices are written in the v3.11 csr generation only")
+        boxes = _boxes_from_spinor(name, values)
+        spin = np.arange(4)
+        file_rows = np.concatenate([2 * rows + s // 2 for s in spin])
+        file_cols = np.concatenate([2 * cols + s % 2 for s in spin])
+        return [_csr_file(file_rows, file_cols, np.concatenate([cells] * 4), boxes.reshape(-1),
+                          2 * norb, known[0] if known else None, generation, 1, 1, cell_block)]
     if name == "H":
         values = values / RY_TO_EV
-    meta = h.settings.get("abacus_meta", {}).get(name, {})
-    norb = int(h.norb().sum())
-    cell_block = meta.get("cell_block") or _cell_block(h.atoms)
-    out = []
-    nspin = code.nspin
-    for s in range(nspin):
-        keep = np.abs(values[s]) > 1e-10
-        cl = cells[keep]
-        known = meta.get("cells")
-        # keep the R list (and its order) of the file this matrix was read from; new R sorted after
-        listed = [tuple(c) for c in known[s]] if known and len(known) > s else []
-        new_cells = sorted(set(map(tuple, np.unique(cl, axis=0))) - set(listed))
-        ucells = np.array(listed + new_cells, dtype=np.int64).reshape(-1, 3)
-        index = {c: k for k, c in enumerate(map(tuple, ucells))}
-        ucl, inv = np.unique(cl.reshape(-1, 3), axis=0, return_inverse=True)
-        cid = np.array([index[tuple(c)] for c in ucl], dtype=np.int64)[inv.reshape(-1)]
-        out.append(CsrFile(norb, ucells, rows[keep], cols[keep], cid, values[s][keep], generation,
-                           nspin, s + 1, cell_block))
-    return out
+    return [_csr_file(rows, cols, cells, values[s], norb, known[s] if len(known) > s else None,
+                      generation, code.nspin, s + 1, cell_block) for s in range(code.nspin)]
+
+
+def _boxes_from_spinor(name: str, values: np.ndarray) -> np.ndarray:
+    """Common-object channels (code order, eV) -> values of the four spin boxes of an nspin-4 file,
+    shape (4, n): H complex in Ry; DM real Pauli form; S as S x 1_2 (complex, as ABACUS writes it)."""
+    if name == "H":
+        return values / RY_TO_EV
+    if name == "DM":
+        return np.real(SPINOR_TO_PAULI @ values)
+    return spin_identity(values[0], 4).astype(complex)
+
+
+def _csr_file(rows, cols, cells, values, nbasis, listed_cells, generation, nspin, ispin, cell_block) -> CsrFile:
+    """Elements with |value| > 1e-10 (ABACUS's threshold) as a CsrFile; the R list (and its order)
+    of the file the matrix was read from is kept (``listed_cells``), new R are sorted after it."""
+    keep = np.abs(values) > 1e-10
+    cl = cells[keep]
+    listed = [tuple(c) for c in listed_cells] if listed_cells is not None else []
+    new_cells = sorted(set(map(tuple, np.unique(cl, axis=0))) - set(listed))
+    ucells = np.array(listed + new_cells, dtype=np.int64).reshape(-1, 3)
+    index = {c: k for k, c in enumerate(map(tuple, ucells))}
+    ucl, inv = np.unique(cl.reshape(-1, 3), axis=0, return_inverse=True)
+    cid = np.array([index[tuple(c)] for c in ucl], dtype=np.int64)[inv.reshape(-1)]
+    return CsrFile(nbasis, ucells, rows[keep], cols[keep], cid, values[keep], generation, nspin, ispin, cell_block)
 
 
 def _cell_block(atoms) -> str:
@@ -575,9 +678,64 @@ def write_matrix(h: Hamiltonian, name: str, out_dir, generation: str = "new") ->
     return paths
 
 
+# ============================================================================ band energies
+def read_kpt_info(path) -> tuple[np.ndarray, np.ndarray]:
+    """``OUT.<suffix>/KPT.info``: k-points in reduced reciprocal (direct) coordinates (nk, 3) and
+    their weights (nk,), in the order of ``eig_occ.txt``."""
+    rows = []
+    for line in read_text(path).splitlines():
+        parts = line.split()
+        if len(parts) == 5 and parts[0].isdigit():
+            rows.append([float(x) for x in parts[1:]])
+    if not rows:
+        raise ParseError(path, "no k-point lines ('index kx ky kz weight')")
+    table = np.array(rows)
+    return table[:, :3], table[:, 3]
+
+
+def read_eig_occ(path) -> tuple[np.ndarray, np.ndarray]:
+    """``OUT.<suffix>/eig_occ.txt``: band energies (eV) and occupations, each (nblocks, nk, nbands)
+    with one block per ``spin=`` index (nspin 4: one block of spinor levels)."""
+    blocks: dict[int, list] = {}
+    current = None
+    for line in read_text(path).splitlines():
+        head = re.match(r"\s*spin=(\d+)\s+k-point=(\d+)/(\d+)", line)
+        parts = line.split()
+        if head:
+            current = []
+            blocks.setdefault(int(head.group(1)), []).append(current)
+        elif current is not None and len(parts) == 3 and parts[0].isdigit():
+            current.append([float(parts[1]), float(parts[2])])
+    if not blocks:
+        raise ParseError(path, "no 'spin=... k-point=...' blocks")
+    try:
+        table = np.array([blocks[s] for s in sorted(blocks)])     # (nblocks, nk, nbands, 2)
+    except ValueError:
+        raise ParseError(path, "k-points with different numbers of bands") from None
+    return table[..., 0], table[..., 1]
+
+
 H0_SIBLINGS = ("h0",)
 
 
 def is_run_folder(path) -> bool:
     path = Path(path)
     return (path / "INPUT").is_file() and (path / "STRU").is_file()
+
+
+def write_scf_guess(h: Hamiltonian, out_dir) -> "ScfGuess":
+    """``init_chg hr`` / ``init_chg dm`` files of v3.11+ in ``out_dir`` (usable as ``read_file_dir``).
+
+    nspin 2 is started from the DM: ABACUS v3.11's ``init_chg hr`` loses the magnetisation of a
+    spin-polarised run (fixtures README); its ``init_chg dm`` restarts fe_bcc in 1 iteration.
+    """
+    from dftplug.scf_guess import ScfGuess
+
+    files = write_matrix(h, "H", out_dir, generation="new")
+    if h.DM is not None:
+        files += write_matrix(h, "DM", out_dir, generation="new")
+    use_dm = h.DM is not None and h.nspin == 2
+    lines = [f"init_chg          {'dm' if use_dm else 'hr'}", f"read_file_dir     {Path(out_dir).resolve()}"]
+    notes = ([] if h.DM is None or use_dm else
+             ["the DM files are there too: 'init_chg dm' starts from them instead"])
+    return ScfGuess(CODE, files, lines, notes=notes)

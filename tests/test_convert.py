@@ -62,3 +62,21 @@ def test_refuses_missing_h0(tmp_path):
 def test_not_a_run_folder(tmp_path):
     res = CliRunner().invoke(main, ["convert", str(tmp_path), "-o", str(tmp_path / "x.h5")])
     assert res.exit_code == 2 and "not recognised" in res.output
+
+
+@pytest.mark.parametrize("fmt", ["deeph", "deeph-legacy"])
+def test_convert_to_deeph_and_back(tmp_path, fmt):
+    out = tmp_path / "deeph"
+    res = CliRunner().invoke(main, ["convert", str(SI / "scf"), "--to", fmt, "-o", str(out), "-j", "1"])
+    assert res.exit_code == 0, res.output
+    assert (out / "si_diamond").is_dir()
+    back = tmp_path / "back.h5"
+    res = CliRunner().invoke(main, ["convert", str(out / "si_diamond"), "-o", str(back), "-j", "1"])
+    assert res.exit_code == 0, res.output
+    (h,) = read_dataset(back)
+    ref = ab.read_run(SI / "scf").attach_h0(ab.read_h0(SI / "h0"))
+    for name in ("H", "S", "H0", "DM"):
+        assert np.abs((getattr(h, name) - getattr(ref, name)).data).max() < 1e-11
+    assert h.provenance["code"] == "abacus" and h.h0_kind == "H[rho_atomic]"
+    res = CliRunner().invoke(main, ["convert", str(SI / "scf"), "--to", fmt, "-o", str(out)])
+    assert res.exit_code == 2 and "not empty" in res.output

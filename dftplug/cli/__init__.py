@@ -40,8 +40,7 @@ def main():
 
 
 def _register():
-    from . import convert  # noqa: F401  (each module adds its commands to ``main``)
-    from . import eval, infer, train  # noqa: F401
+    from . import bands, convert, eval, infer, train  # noqa: F401  (each module adds its commands)
 
 
 _register()

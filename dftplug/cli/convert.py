@@ -1,8 +1,11 @@
-"""``dftplug convert``: DFT run folders -> one HDF5 dataset."""
+"""``dftplug convert``: DFT run folders (or DeepH folders) -> one HDF5 dataset or DeepH folders."""
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from concurrent.futures import ProcessPoolExecutor
+from functools import partial
 from pathlib import Path
 
 import click
@@ -10,20 +13,24 @@ from tqdm import tqdm
 
 from dftplug.convert import plan_pairs, read_pair
 from dftplug.dataset import write_dataset
+from dftplug.errors import DftplugError
+from dftplug.parsers.deeph import write_deeph
 
 from . import emit_json, main, reports_errors
 
 
-def _convert(pair):
-    h = read_pair(pair)
+def _convert(pair, require_h0=True):
+    h = read_pair(pair, require_h0)
     stats = h.delta_h_stats() if h.H0 is not None else None
     return pair.name, h, stats
 
 
 @main.command()
 @click.argument("runs", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False))
-@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
-              help="HDF5 dataset to write (replaced atomically).")
+@click.option("-o", "--output", required=True, type=click.Path(),
+              help="HDF5 dataset to write (replaced atomically), or with --to deeph* a new folder.")
+@click.option("--to", "fmt", type=click.Choice(["h5", "deeph", "deeph-legacy"]), default="h5", show_default=True,
+              help="Output: one HDF5 dataset, or DeepH folders (one sub-folder per structure).")
 @click.option("--h0", "h0_dirs", multiple=True, type=click.Path(exists=True, file_okay=False),
               help="Zeroth-step run of each RUN, in the same order (default: sibling folder h0/ "
                    "or, for OpenMX, scf_iter1/).")
@@ -32,27 +39,32 @@ def _convert(pair):
 @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary.")
 @click.option("-v", "--verbose", is_flag=True, help="Print per-structure ΔH statistics.")
 @reports_errors
-def convert(runs, output, h0_dirs, no_h0, jobs, as_json, verbose):
-    """Convert DFT run folders (ABACUS, OpenMX, SIESTA) into one HDF5 dataset.
+def convert(runs, output, fmt, h0_dirs, no_h0, jobs, as_json, verbose):
+    """Convert DFT run folders (ABACUS, OpenMX, SIESTA) or DeepH folders into one HDF5 dataset
+    or into DeepH folders.
 
     Each SCF run is paired with its zeroth-step run; pairs whose structure, basis or overlap
     differ are refused. Nothing is written unless every folder converts.
     """
-    pairs = plan_pairs(runs, h0_dirs, require_h0=not no_h0)
+    pairs = plan_pairs(runs, h0_dirs)
+    work = partial(_convert, require_h0=not no_h0)
     jobs = jobs or min(4, os.cpu_count() or 1, len(pairs))
     results = []
     bar = tqdm(total=len(pairs), desc="convert", unit="run", disable=None if verbose else True)
     if jobs > 1 and len(pairs) > 1:
         with ProcessPoolExecutor(jobs) as pool:
-            for res in pool.map(_convert, pairs):
+            for res in pool.map(work, pairs):
                 results.append(res)
                 bar.update()
     else:
         for pair in pairs:
-            results.append(_convert(pair))
+            results.append(work(pair))
             bar.update()
     bar.close()
-    write_dataset(output, [(name, h) for name, h, _ in results])
+    if fmt == "h5":
+        write_dataset(output, [(name, h) for name, h, _ in results])
+    else:
+        _write_deeph_tree(Path(output), results, layout="new" if fmt == "deeph" else "legacy")
     summary = {"output": str(Path(output)), "structures": [
         {"name": name, "source": str(pair.scf), "h0_source": str(pair.h0) if pair.h0 else None,
          **h.summary(), "delta_h": stats} for (name, h, stats), pair in zip(results, pairs)]}
@@ -65,3 +77,20 @@ def convert(runs, output, h0_dirs, no_h0, jobs, as_json, verbose):
                   if d else "no H0")
             click.echo(f"{s['name']}: {s['formula']} {s['code']} nspin {s['nspin']} — {dh}")
         click.echo(f"wrote {output} ({len(results)} structures)")
+
+
+def _write_deeph_tree(out: Path, results, layout: str) -> None:
+    """One DeepH folder per structure under ``out``, built in a temporary folder then renamed."""
+    if out.exists() and any(out.iterdir()):
+        raise DftplugError(f"{out}: output folder exists and is not empty")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        for name, h, _ in results:
+            write_deeph(h, tmp / name, layout=layout)
+        if out.exists():
+            out.rmdir()
+        tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise

@@ -1,0 +1,3 @@
+from dftplug.cli import main
+
+main()

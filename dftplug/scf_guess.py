@@ -1,0 +1,58 @@
+"""SCF starting guesses: from a (predicted) H, the files each code reads to start its SCF.
+
+The physics (the DM built from H on the run's k-mesh with the run's smearing, ``dftplug.density``)
+is done here; the file layouts are the parsers' (``write_scf_guess`` of each code module), which
+return the files written and the input lines the user adds to the SCF run:
+
+* ABACUS (v3.11+): ``hrs{1,2}_nao.csr`` for ``init_chg hr`` and ``dmrs{1,2}_nao.csr`` for
+  ``init_chg dm`` (nspin 2 must use the DM: v3.11's ``init_chg hr`` loses the magnetisation);
+* SIESTA: ``<label>.DM`` for ``DM.UseSaveDM true`` (+ ``<label>.TSHS`` and ``H_IN``);
+* OpenMX: ``<name>.scfout`` of the predicted H (OpenMX restarts only from its own ``_rst/`` folder,
+  whose grid density cannot be built from H and DM alone, see the README).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .density import density_matrix
+from .errors import MismatchError
+from .hamiltonian import Hamiltonian
+
+
+@dataclass
+class ScfGuess:
+    """What was written for a code: files, the input lines to add, and notes for the user."""
+
+    code: str
+    files: list[Path]
+    input_lines: list[str]
+    fermi_level: float | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def needs_dm(code: str, nspin: int, with_dm: bool) -> bool:
+    return code == "siesta" or with_dm or (code == "abacus" and nspin == 2)
+
+
+def write_scf_guess(h: Hamiltonian, code: str, out_dir, with_dm: bool = False,
+                    mesh=None, progress: bool = False) -> ScfGuess:
+    """Write the SCF starting guess of ``h.H`` for ``code`` into ``out_dir``.
+
+    ``h`` carries the structure, S and run settings of the zeroth-step run of the same structure
+    (k-mesh, smearing, electron count) and the predicted (or exact) H. When the code's restart
+    reads a DM, it is built from H: DM_ij(R) = Re Σ_k w_k Σ_n f_n c_in c*_jn e^{−i2πk·R}.
+    """
+    from dftplug.parsers import code_module
+
+    if h.H is None or h.S is None:
+        raise MismatchError("an SCF guess needs H and S")
+    fermi = None
+    if needs_dm(code, h.nspin, with_dm):
+        dm = density_matrix(h, mesh=mesh, progress=progress)
+        h.DM, fermi = dm.DM, dm.fermi_level
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    guess = code_module(code).write_scf_guess(h, out_dir)
+    guess.fermi_level = fermi
+    return guess

@@ -1,0 +1,751 @@
+"""SIESTA (4.1) run folders: read ``.TSHS``/``.HSX``/``.DM`` and the log, write ``.DM`` and ``.TSHS``.
+
+Files read
+----------
+* ``<label>.TSHS`` (``TS.HS.Save true``, version 1): H (Ry) and S in double precision, the cell and
+  positions (Bohr), E_F, the electron count, kT, the k grid and the supercell offsets ``isc_off``.
+* ``<label>.HSX`` (``SaveHS true``, 4.1 layout): H, S and xij in **float32**, no cell, no E_F; the cell
+  and positions come from ``<label>.XV``, E_F from the log. TSHS is preferred when both exist and
+  ``provenance["matrix_file"]`` records which one was read.
+* ``<label>.DM`` (``WriteDM true``): density matrix, SIESTA's column order, ``nsc`` in the header.
+* ``<label>.out`` (electron count, final E_F, SCF iteration count, version, the ``PAO.Basis`` block
+  printed by ``prinput``), ``<label>.XV`` (species), ``<label>.ORB_INDX`` (checked against the log).
+All three binary files are Fortran sequential records; they are read here with numpy rather than
+with sisl because sisl (0.20) (a) shifts H by E_F and converts with its own Ry (13.6056931 eV),
+(b) renumbers and sorts the supercell columns, losing SIESTA's per-row column order that a file
+SIESTA reads back must keep (a sorted ``H_IN`` crashes SIESTA 4.1.5), (c) writes a TSHS with E_F = 0,
+Q = 1 and a dummy k grid, and (d) reports a truncated file as a Fortran iostat, not as the file.
+
+Conventions converted here (and nowhere else)
+---------------------------------------------
+* energy: H is SIESTA's raw H (not shifted by E_F: the energy reference of the code, the one its
+  printed E_F uses) times SIESTA's own 1 Ry = 13.60580 eV (``Src/units.f90``: eV = 1/13.60580 Ry),
+  so E_F(TSHS) x 13.60580 equals the log's E_F; lengths: 1 Bohr = 0.529177 Å (SIESTA's Ang).
+* sparsity: row ``io`` (unit-cell orbital), column ``jo_sc`` (1-based supercell orbital): j = (jo_sc-1)
+  mod no_u, supercell ``is = (jo_sc-1) // no_u`` and R = ``isc_off[is]``, the TSHS's own list (a DM
+  must have the run's sparsity and uses the same list; for an HSX R is solved from
+  xij = tau_j + R.cell - tau_i, which must come out integer: it equals the TSHS's R on si_diamond).
+  The element is <phi_io(r - tau_i)| M |phi_j(r - tau_j - R)>, R in integer lattice coordinates.
+  SIESTA's H and S are symmetric only to ~1e-8 eV / 2e-9 (not symmetrised); sisl reads the
+  transpose (rows as columns), which moves eigenvalues of the top DZP bands by up to 1e-5 eV.
+* orbital order within an atom: SIESTA's order (``.ORB_INDX``): the non-polarisation shells in the
+  order of the PAO.Basis block, each zeta after the other, then the polarisation shells; inside a
+  shell m = -l..l with m < 0 -> sin(|m| phi), m >= 0 -> cos(m phi), i.e. p = (y, z, x) and
+  d = (xy, yz, z^2, xz, x^2-y^2) up to signs.
+* signs: SIESTA's orbital m is (-1)^m Y^std_lm (the Condon-Shortley phase on sin and cos types):
+  p = (-y, z, -x), d = (xy, -yz, z^2, -xz, x^2-y^2). Measured, not assumed (p and d; no fixture has
+  f, for which the same (-1)^m rule is extrapolated):
+  (1) the signed permutation of each l was fitted on the rotation pair
+  ``fixtures/rotations/siesta/si_diamond`` (rotated s-l and l-l blocks of S = Wigner-D-rotated
+  original; best of all 48 (p) / 3840 (d) signed permutations: 1.6e-11 (p), 1.0e-9 (d), next best
+  0.39 / 0.31; the fit is unique up to one overall sign per l), (2) that sign was fixed with the
+  two-centre overlap <s_A|phi_lm,B> = g(d) Y_lm(tau_A - tau_B), g > 0 for the nodeless first-zeta
+  orbitals: cosine +1.000000 on all 68 s-p and s-d bonds of si_diamond with nonzero overlap.
+  ``tests/test_siesta.py`` proves both on the real files, with a guard that a flipped sign fails.
+
+Spin-orbit (``Spin spin-orbit``, nspin 8; verified on SIESTA 4.1.5 only)
+-----------------------------------------------------------------------
+Every element holds 8 real components c1..c8 (SIESTA's ``H(:,1..8)``, ``Dscf(:,1..8)``) that SIESTA
+combines into one complex 2x2 spin box X (``Src/diag3k.F``; ``dftu_so.F`` spells it out for the DM):
+  X11 = c1 + i c5,  X12 = c3 - i c4,  X21 = c7 + i c8,  X22 = c2 + i c6      (:data:`SOC_PARTS`).
+* DM: X^{ss'} of element (io, jo) is the common object's DM^{ss'}_{io,jo} as it stands
+  (DM^{ss'}_ij(R) = sum_k e^{-2 pi i k.R} sum_n f c_{is} conj(c_{js'})): measured by rebuilding the DM
+  from H's eigenvectors with SIESTA's occupations (5e-9); the non-magnetic fixture cannot tell
+  X12 from -conj(X21) and the like, which the source decides.
+* H: the element holds the box of <jo|H|io> (column orbital on the left), so the common object's
+  H^{ss'}_{io,jo} = <io s|H|jo s'> = conj(X^{s's}): uu = c1 - i c5, ud = c7 - i c8, du = c3 + i c4,
+  dd = c2 - i c6. Its sign of i is pinned by the cubic symmetry of fcc Pt ((D x U) H (D x U)^dagger = H
+  fails for conj(H)), the eigenvalues by the ``.EIG`` (tests/test_soc_siesta.py).
+* Non-collinear files without SOC (nspin 4), spin-orbit HSX files and spin-orbit files of other
+  versions are refused: no fixture verifies them. The fixture is non-magnetic (no exchange field in
+  components 3, 4, 7, 8); those components follow the same box X, taken from the source.
+
+Writing
+-------
+``write_dm`` / ``write_tshs`` write on the sparsity the matrices were read with, in SIESTA's own
+per-row column order (kept in ``settings["siesta_pattern"]``) or on that of ``like`` (a TSHS of the
+same structure); a matrix with no SIESTA origin gets a new pattern with sorted columns and the
+regular supercell list. Rewriting a fixture gives SIESTA's layout byte for byte and its values to
+<= 5e-15 (the trip through the internal d basis is not bit-exact); H goes back to Ry with 13.60580.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import ase
+import numpy as np
+from scipy.linalg import block_diag
+
+from dftplug.basis import Basis, Shell
+from dftplug.blocksparse import BlockSparse
+from dftplug.errors import MismatchError, ParseError
+from dftplug.fileio import atomic_write, find_file, read_bytes, read_text
+from dftplug.hamiltonian import Hamiltonian
+from dftplug.orbitals import code_to_internal
+
+RY_TO_EV = 13.60580        # SIESTA 4.1 Src/units.f90
+BOHR_TO_ANG = 0.529177     # SIESTA 4.1 Src/units.f90 (Ang = 1/0.529177 Bohr)
+CODE = "siesta"
+H0_SIBLINGS = ("h0",)
+
+
+# ============================================================================ spin-orbit components
+# SOC_PARTS[k] = (box, f): component c_{k+1} = Re(f X[box]) and X[box] = sum of conj(f) c_{k+1}, box in
+# the channel order (11, 12, 21, 22) = (uu, ud, du, dd); see the module docstring.
+SOC_PARTS = ((0, 1), (3, 1), (1, 1), (1, 1j), (0, -1j), (3, -1j), (2, 1), (2, -1j))
+_SWAP_SPIN = [0, 2, 1, 3]  # box (s, s') -> (s', s)
+
+
+def soc_channels(components: np.ndarray, name: str) -> np.ndarray:
+    """SIESTA's 8 spin-orbit components (8, n) -> the common object's channels (4, n) complex:
+    the box X for a DM, conj(X^{s's}) for H (the element holds <jo|H|io>)."""
+    box = np.zeros((4, components.shape[1]), complex)
+    for k, (b, f) in enumerate(SOC_PARTS):
+        box[b] += np.conj(f) * components[k]
+    return box if name == "DM" else np.conj(box[_SWAP_SPIN])
+
+
+def soc_components(channels: np.ndarray, name: str) -> np.ndarray:
+    """Inverse of :func:`soc_channels`: channels (4, n) -> SIESTA's components (8, n) real."""
+    box = channels if name == "DM" else np.conj(channels[_SWAP_SPIN])
+    return np.stack([np.real(f * box[b]) for b, f in SOC_PARTS])
+
+
+def _from_file(values: np.ndarray, name: str) -> np.ndarray:
+    """File components (nspin_file, n) -> common-object channels (1, 2 as stored; 8 -> 4 spinor)."""
+    return soc_channels(values, name) if len(values) == 8 else values
+
+
+def _to_file(values: np.ndarray, name: str) -> np.ndarray:
+    """Common-object channels -> file components (spinor 4 -> SIESTA's 8)."""
+    return soc_components(values, name) if len(values) == 4 else np.real(values)
+
+
+def _check_spin(hs: "SparseFile", version: str | None) -> None:
+    """Accept nspin 1, 2 and the verified 4.1 spin-orbit layout (nspin 8); refuse the rest."""
+    if hs.nspin == 4:
+        raise ParseError(hs.path, "nspin 4 (non-collinear spin without spin-orbit) is not supported: "
+                                  "no fixture verifies its component signs")
+    if hs.nspin == 8 and hs.kind != "TSHS":
+        raise ParseError(hs.path, "spin-orbit is supported from the TSHS (TS.HS.Save true) only; "
+                                  "the float32 HSX layout of nspin 8 is not verified")
+    if hs.nspin == 8 and not str(version).startswith("4.1"):
+        raise ParseError(hs.path, f"spin-orbit (nspin 8) from SIESTA {version}: only the 4.1 layout "
+                                  "(verified on 4.1.5) is supported")
+    if hs.nspin not in (1, 2, 8):
+        raise ParseError(hs.path, f"nspin {hs.nspin} is not a SIESTA spin configuration")
+
+
+# ============================================================================ orbital convention
+def _siesta_order(l: int) -> tuple[tuple[int, int], ...]:
+    """SIESTA's m = -l..l as (m_std, sign) with sign (-1)^m (see the module docstring)."""
+    return tuple((m, (-1) ** m) for m in range(-l, l + 1))
+
+
+def orbital_transform(ls) -> np.ndarray:
+    """U (norb x norb) with phi_internal = U phi_siesta for an atom with shells ``ls``."""
+    return block_diag(*[code_to_internal(_siesta_order(l)) for l in ls])
+
+
+def siesta_isc_off(nsc) -> np.ndarray:
+    """Regular supercell offsets (n_s, 3) for ``nsc``: x fastest, each axis 0, 1, .., -1 (sisl's
+    ``siesta_sc_off``). The list in a SIESTA 4.1.5 TSHS is NOT always this one (fe_bcc, nsc 9:
+    0 1 2 3 -3 4 -4 -2 -1 along x for y = z = 0), but on every fixture it differs only in supercells
+    that no stored column uses. Columns are mapped with the TSHS's own list (or the HSX's xij);
+    this one serves new sparsity patterns, as in sisl."""
+    axes = [np.array(list(range(n // 2 + 1)) + list(range(-(n // 2), 0))) for n in nsc]
+    z, y, x = np.meshgrid(axes[2], axes[1], axes[0], indexing="ij")
+    return np.column_stack([x.ravel(), y.ravel(), z.ravel()]).astype(np.int64)
+
+
+# ============================================================================ Fortran records
+class _Records:
+    """Sequential reader of a Fortran unformatted file (4-byte little-endian record markers)."""
+
+    def __init__(self, path):
+        self.path = find_file(path)
+        self.buf = read_bytes(self.path)
+        self.pos = 0
+        self.count = 0
+
+    def next(self, dtype, what: str, count: int | None = None) -> np.ndarray:
+        """The next record as an array of ``dtype`` (``count`` items when given)."""
+        self.count += 1
+        b, p = self.buf, self.pos
+        if p + 4 > len(b):
+            raise ParseError(self.path, f"truncated: file ends before record {self.count} ({what})")
+        n = int(np.frombuffer(b, "<i4", 1, p)[0])
+        if n < 0 or p + 8 + n > len(b):
+            raise ParseError(self.path, f"truncated or corrupt inside record {self.count} ({what})")
+        if int(np.frombuffer(b, "<i4", 1, p + 4 + n)[0]) != n:
+            raise ParseError(self.path, f"corrupt record markers at record {self.count} ({what})")
+        self.pos = p + 8 + n
+        dt = np.dtype(dtype)
+        if n % dt.itemsize or (count is not None and n != count * dt.itemsize):
+            expect = "" if count is None else f", expected {count} x {dt.itemsize}"
+            raise ParseError(self.path, f"record {self.count} ({what}) has {n} bytes{expect}")
+        return np.frombuffer(b, dt, n // dt.itemsize, p + 4).copy()
+
+    def at_end(self) -> bool:
+        return self.pos == len(self.buf)
+
+    def rows(self, dtype, ncol, what: str) -> np.ndarray:
+        """One record per orbital row (``ncol[io]`` items each), concatenated."""
+        return np.concatenate([self.next(dtype, f"{what}, row {io + 1}", int(n)) for io, n in
+                               enumerate(ncol)]) if len(ncol) else np.zeros(0, dtype)
+
+
+def _record(fh, *arrays) -> None:
+    """Write one Fortran record holding ``arrays`` back to back."""
+    body = b"".join(np.ascontiguousarray(a).tobytes() for a in arrays)
+    marker = np.int32(len(body)).tobytes()
+    fh.write(marker + body + marker)
+
+
+# ============================================================================ binary files
+@dataclass
+class SparseFile:
+    """One TSHS, HSX or DM file as stored (SIESTA units, order and column numbering).
+
+    ``col`` is 0-based over the supercell orbitals; ``values`` maps "H"/"S"/"DM" to (nspin, nnz)
+    or (nnz,) arrays; lengths in Bohr, energies in Ry. Header fields not used for the physics are
+    kept so that a rewrite is byte-identical.
+    """
+
+    kind: str
+    no_u: int
+    nspin: int
+    ncol: np.ndarray
+    col: np.ndarray
+    values: dict
+    nsc: np.ndarray | None = None
+    isc_off: np.ndarray | None = None
+    xij: np.ndarray | None = None          # HSX: (nnz, 3) Bohr
+    cell: np.ndarray | None = None         # TSHS: (3, 3) rows = lattice vectors, Bohr
+    xa: np.ndarray | None = None           # TSHS: (na, 3) Bohr
+    lasto: np.ndarray | None = None        # TSHS: (na + 1,)
+    header: dict = field(default_factory=dict)
+    path: str = ""
+
+    @property
+    def rows(self) -> np.ndarray:
+        return np.repeat(np.arange(self.no_u), self.ncol)
+
+    def same_pattern(self, other: "SparseFile") -> bool:
+        return (self.no_u == other.no_u and np.array_equal(self.ncol, other.ncol)
+                and np.array_equal(self.col, other.col))
+
+
+def _check_pattern(path, no_u, no_s, ncol, col):
+    if np.any(ncol < 0) or (len(col) and (col.min() < 0 or col.max() >= no_s)):
+        raise ParseError(path, f"column index outside 1..{no_s} (corrupt sparsity)")
+
+
+def read_tshs(path) -> SparseFile:
+    """Parse a SIESTA 4.x TSHS file (version 1)."""
+    r = _Records(path)
+    version = r.next("<i4", "version", 1)[0]
+    if version != 1:
+        raise ParseError(r.path, f"TSHS version {version} not supported (SIESTA 4.x writes 1)")
+    na, no_u, no_s, nspin, nnz = (int(x) for x in r.next("<i4", "sizes", 5))
+    nsc = r.next("<i4", "nsc", 3).astype(np.int64)
+    geo = r.next("<f8", "cell and positions", 9 + 3 * na)
+    flags = r.next("<i4", "Gamma flags", 3)
+    kgrid = r.next("<V60", "k grid", 1)[0]
+    ef, qtot, temp = r.next("<f8", "Ef, Qtot, Temp", 3)
+    istep_ia1 = r.next("<i4", "istep, ia1", 2)
+    lasto = r.next("<i4", "lasto", na + 1).astype(np.int64)
+    ncol = r.next("<i4", "ncol", no_u).astype(np.int64)
+    if ncol.sum() != nnz:
+        raise ParseError(r.path, f"header announces {nnz} nonzeros, the rows hold {ncol.sum()}")
+    col = r.rows("<i4", ncol, "column indices").astype(np.int64) - 1
+    _check_pattern(r.path, no_u, no_s, ncol, col)
+    s = r.rows("<f8", ncol, "S")
+    h = np.stack([r.rows("<f8", ncol, f"H spin {k + 1}") for k in range(nspin)])
+    if flags[1]:  # Gamma-only run: unit-cell columns, no supercell offsets stored
+        isc_off = np.zeros((1, 3), np.int64)
+    else:
+        isc_off = r.next("<i4", "isc_off", 3 * (no_s // max(no_u, 1))).reshape(-1, 3).astype(np.int64)
+    if not r.at_end():
+        raise ParseError(r.path, "unexpected data after the supercell offsets")
+    if no_s != no_u * int(np.prod(nsc)) or lasto[-1] != no_u:
+        raise ParseError(r.path, "inconsistent sizes (no_s, nsc, lasto)")
+    header = {"flags": flags, "kgrid": kgrid, "ef": ef, "qtot": qtot, "temp": temp, "istep_ia1": istep_ia1}
+    return SparseFile("TSHS", no_u, nspin, ncol, col, {"H": h, "S": s}, nsc, isc_off,
+                      cell=geo[:9].reshape(3, 3), xa=geo[9:].reshape(na, 3), lasto=lasto,
+                      header=header, path=str(r.path))
+
+
+def write_tshs_file(path, f: SparseFile) -> None:
+    """Write ``f`` in SIESTA 4.x's TSHS layout (atomic)."""
+    hd = f.header
+    na = len(f.xa)
+    with atomic_write(path) as fh:
+        _record(fh, np.int32(1))
+        _record(fh, np.array([na, f.no_u, f.no_u * int(np.prod(f.nsc)), f.nspin, len(f.col)], "<i4"))
+        _record(fh, f.nsc.astype("<i4"))
+        _record(fh, f.cell.astype("<f8").ravel(), f.xa.astype("<f8").ravel())
+        _record(fh, np.asarray(hd["flags"], "<i4"))
+        _record(fh, np.asarray(hd["kgrid"]))
+        _record(fh, np.array([hd["ef"], hd["qtot"], hd["temp"]], "<f8"))
+        _record(fh, np.asarray(hd["istep_ia1"], "<i4"))
+        _record(fh, f.lasto.astype("<i4"))
+        _record(fh, f.ncol.astype("<i4"))
+        starts = np.concatenate([[0], np.cumsum(f.ncol)])
+        per_row = [slice(a, b) for a, b in zip(starts[:-1], starts[1:])]
+        for sl in per_row:
+            _record(fh, (f.col[sl] + 1).astype("<i4"))
+        for sl in per_row:
+            _record(fh, f.values["S"][sl].astype("<f8"))
+        for spin in range(f.nspin):
+            for sl in per_row:
+                _record(fh, f.values["H"][spin, sl].astype("<f8"))
+        if not hd["flags"][1]:
+            _record(fh, f.isc_off.astype("<i4").ravel())
+
+
+def read_dm(path) -> SparseFile:
+    """Parse a SIESTA ``.DM`` file (4.1 layout with ``nsc``; the 4.0 layout without it too)."""
+    r = _Records(path)
+    head = r.next("<i4", "sizes")
+    if len(head) not in (2, 5):
+        raise ParseError(r.path, f"not a SIESTA DM file (first record holds {len(head)} integers)")
+    no_u, nspin = int(head[0]), int(head[1])
+    nsc = head[2:5].astype(np.int64) if len(head) == 5 else None
+    if no_u <= 0 or nspin not in (1, 2, 4, 8):
+        raise ParseError(r.path, f"not a SIESTA DM file (no_u={no_u}, nspin={nspin})")
+    ncol = r.next("<i4", "numd", no_u).astype(np.int64)
+    col = r.rows("<i4", ncol, "column indices").astype(np.int64) - 1
+    no_s = no_u * int(np.prod(nsc)) if nsc is not None else int(col.max(initial=0)) + 1
+    _check_pattern(r.path, no_u, no_s, ncol, col)
+    dm = np.stack([r.rows("<f8", ncol, f"DM spin {k + 1}") for k in range(nspin)])
+    if not r.at_end():
+        raise ParseError(r.path, "unexpected data after the density matrix")
+    return SparseFile("DM", no_u, nspin, ncol, col, {"DM": dm}, nsc, path=str(r.path))
+
+
+def write_dm_file(path, f: SparseFile) -> None:
+    """Write ``f`` in SIESTA 4.1's DM layout (atomic): the file ``DM.UseSaveDM`` reads."""
+    with atomic_write(path) as fh:
+        _record(fh, np.array([f.no_u, f.nspin, *f.nsc], "<i4"))
+        _record(fh, f.ncol.astype("<i4"))
+        starts = np.concatenate([[0], np.cumsum(f.ncol)])
+        for a, b in zip(starts[:-1], starts[1:]):
+            _record(fh, (f.col[a:b] + 1).astype("<i4"))
+        for spin in range(f.nspin):
+            for a, b in zip(starts[:-1], starts[1:]):
+                _record(fh, f.values["DM"][spin, a:b].astype("<f8"))
+
+
+def read_hsx(path) -> SparseFile:
+    """Parse a SIESTA 4.1 HSX file (float32 H, S, xij; no cell, no E_F)."""
+    r = _Records(path)
+    head = r.next("<i4", "sizes")
+    if len(head) != 4:
+        raise ParseError(r.path, "not a SIESTA 4.1 HSX file (newer HSX versions are not supported)")
+    no_u, no_s, nspin, nnz = (int(x) for x in head)
+    gamma = r.next("<i4", "gamma", 1)
+    indxuo = r.next("<i4", "indxuo", no_s)
+    ncol = r.next("<i4", "numh", no_u).astype(np.int64)
+    if ncol.sum() != nnz:
+        raise ParseError(r.path, f"header announces {nnz} nonzeros, the rows hold {ncol.sum()}")
+    col = r.rows("<i4", ncol, "column indices").astype(np.int64) - 1
+    _check_pattern(r.path, no_u, no_s, ncol, col)
+    h = np.stack([r.rows("<f4", ncol, f"H spin {k + 1}") for k in range(nspin)]).astype(np.float64)
+    s = r.rows("<f4", ncol, "S").astype(np.float64)
+    qtot, temp = r.next("<f8", "Qtot, Temp", 2)
+    xij = np.concatenate([r.next("<f4", f"xij, row {io + 1}", 3 * int(n)).reshape(-1, 3)
+                          for io, n in enumerate(ncol)]).astype(np.float64)
+    # the trailing species/orbital records are not needed: the log and ORB_INDX give the basis
+    if np.any(indxuo[col] - 1 != col % no_u):
+        raise ParseError(r.path, "indxuo does not map supercell columns onto unit-cell orbitals")
+    return SparseFile("HSX", no_u, nspin, ncol, col, {"H": h, "S": s}, xij=xij,
+                      header={"gamma": gamma, "qtot": qtot, "temp": temp}, path=str(r.path))
+
+
+# ============================================================================ text files
+def read_log(path) -> dict:
+    """Numbers SIESTA printed in ``<label>.out``: version, nelec, fermi_level (eV, last printed),
+    scf_iterations, converged, species {index: (Z, label)} and the PAO.Basis shells."""
+    path = find_file(path)
+    text = read_text(path)
+    info: dict = {}
+    if m := re.search(r"Siesta Version\s*:\s*(\S+)", text):
+        info["version"] = m.group(1)
+    if m := re.search(r"Total number of electrons:\s*([-\d.Ee+]+)", text):
+        info["nelec"] = float(m.group(1))
+    if found := re.findall(r"siesta: Fermi energy =\s*([-\d.Ee+]+) eV", text):
+        info["fermi_level"] = float(found[-1])
+    if m := re.search(r"SCF cycle converged after\s+(\d+) iterations", text):
+        info["scf_iterations"], info["converged"] = int(m.group(1)), True
+    else:
+        info["scf_iterations"] = len(re.findall(r"^\s*scf:\s+\d+", text, re.M)) or None
+        info["converged"] = False
+    info["species"] = {int(i): (int(z), lab) for i, z, lab in
+                       re.findall(r"Species number:\s*(\d+)\s+Atomic number:\s*(\d+)\s+Label:\s*(\S+)", text)}
+    m = re.search(r"%block PAO.Basis\s+# Define Basis set\n(.*?)%endblock PAO.Basis", text, re.S)
+    if not info["species"] or m is None:
+        raise ParseError(path, "no species list or printed PAO.Basis block: not a complete SIESTA log")
+    info["shells"] = _parse_basis_block(path, m.group(1))
+    return info
+
+
+def _parse_basis_block(path, block: str) -> dict[str, list[tuple[Shell, bool]]]:
+    """Shells per species label in SIESTA's orbital order, each with its polarisation flag.
+
+    SIESTA's order: the shells of the block (each zeta after the other), then the polarisation
+    shells (l + 1 of the shells marked ``P``, n = max(n, l + 2)) in the same order (checked
+    against ORB_INDX on every fixture)."""
+    lines = [l.split("#")[0].split() for l in block.splitlines()]
+    lines = [l for l in lines if l]
+    out: dict[str, list[tuple[Shell, bool]]] = {}
+    k = 0
+    try:
+        while k < len(lines):
+            label, nshell = lines[k][0], int(lines[k][1])
+            k += 1
+            normal, pol = [], []
+            for _ in range(nshell):
+                tok = lines[k]
+                n, l, nzeta = int(tok[0].replace("n=", "")), int(tok[1]), int(tok[2])
+                rcs = [float(x) * BOHR_TO_ANG for x in lines[k + 1][:nzeta]]
+                k += 3
+                normal += [Shell(l, z + 1, n, rcs[z] or None) for z in range(nzeta)]
+                if "P" in tok:
+                    rest = tok[tok.index("P") + 1:]
+                    npol = int(rest[0]) if rest and rest[0].isdigit() else 1
+                    pol += [Shell(l + 1, z + 1, max(n, l + 2), rcs[0] or None) for z in range(npol)]
+            out[label] = [(s, False) for s in normal] + [(s, True) for s in pol]
+    except (IndexError, ValueError) as exc:
+        raise ParseError(path, f"malformed PAO.Basis block in the log: {exc}") from None
+    return out
+
+
+def read_orb_indx(path) -> list[tuple[int, int, int, int, int, bool]]:
+    """Unit-cell rows of ``.ORB_INDX``: (atom, n, l, m, zeta, polarisation), atom 0-based."""
+    path = find_file(path)
+    lines = read_text(path).splitlines()
+    try:
+        no_u = int(lines[0].split()[0])
+        rows = [l.split() for l in lines[3:3 + no_u]]
+        return [(int(r[1]) - 1, int(r[5]), int(r[6]), int(r[7]), int(r[8]), r[9] == "T") for r in rows]
+    except (IndexError, ValueError) as exc:
+        raise ParseError(path, f"malformed ORB_INDX: {exc}") from None
+
+
+def read_xv(path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``.XV``: cell (3, 3) Bohr, species index (na,) 1-based, positions (na, 3) Bohr."""
+    path = find_file(path)
+    try:
+        rows = [l.split() for l in read_text(path).splitlines() if l.strip()]
+        cell = np.array([[float(x) for x in r[:3]] for r in rows[:3]])
+        na = int(rows[3][0])
+        spec = np.array([int(r[0]) for r in rows[4:4 + na]])
+        xyz = np.array([[float(x) for x in r[2:5]] for r in rows[4:4 + na]])
+        if len(spec) != na:
+            raise ValueError(f"{na} atoms announced, {len(spec)} found")
+    except (IndexError, ValueError) as exc:
+        raise ParseError(path, f"malformed XV file: {exc}") from None
+    return cell, spec, xyz
+
+
+# ============================================================================ run folders
+def _label(folder: Path) -> str:
+    names = sorted({re.sub(r"\.(TSHS|HSX)(\.xz|\.gz)?$", "", p.name) for ext in ("TSHS", "HSX")
+                    for p in folder.glob(f"*.{ext}*")})
+    if len(names) == 1:
+        return names[0]
+    for fdf in folder.glob("*.fdf"):
+        if m := re.search(r"^\s*SystemLabel\s+(\S+)", read_text(fdf), re.M | re.I):
+            if m.group(1) in names:
+                return m.group(1)
+    raise ParseError(folder, "no single <label>.TSHS or <label>.HSX (SystemLabel) in this folder"
+                     if not names else f"several labels {names}: set SystemLabel in the .fdf")
+
+
+def is_run_folder(path) -> bool:
+    path = Path(path)
+    return path.is_dir() and any(path.glob("*.fdf")) and any(
+        p for ext in ("TSHS", "HSX") for p in path.glob(f"*.{ext}*"))
+
+
+def _exists(path: Path) -> bool:
+    try:
+        find_file(path)
+        return True
+    except ParseError:
+        return False
+
+
+def _cells_from_xij(f: SparseFile, cell, xa, atom_of) -> np.ndarray:
+    """isc_off of an HSX: R solved from xij = tau_j + R.cell - tau_i, one R per supercell index."""
+    rows = f.rows
+    d = f.xij - (xa[atom_of[f.col % f.no_u]] - xa[atom_of[rows]])
+    frac = d @ np.linalg.inv(cell)
+    R = np.rint(frac).astype(np.int64)
+    if np.abs(frac - R).max(initial=0.0) > 1e-3:
+        raise ParseError(f.path, "xij is not a lattice vector away from the unit-cell positions "
+                                 "(HSX of another structure?)")
+    isc = f.col // f.no_u
+    isc_off = np.zeros((int(isc.max(initial=0)) + 1, 3), np.int64)
+    isc_off[isc] = R
+    if np.any(isc_off[isc] != R):
+        raise ParseError(f.path, "one supercell index maps onto two lattice vectors")
+    return isc_off
+
+
+def _to_blocks(f: SparseFile, values: np.ndarray, norb, kinds, umats) -> BlockSparse:
+    """SIESTA CSR values (nspin, nnz) -> BlockSparse in the internal orbital convention."""
+    cells = f.isc_off[f.col // f.no_u]
+    raw = BlockSparse.from_orbital_coo(norb, f.rows, f.col % f.no_u, cells, values)
+    return raw.transform(kinds, umats)
+
+
+def read_run(folder, with_matrices=("H", "S", "DM")) -> Hamiltonian:
+    """Read a SIESTA run folder (TSHS preferred over HSX) into the common object."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ParseError(folder, "not a folder")
+    label = _label(folder)
+    base = folder / label
+    files: dict[str, str] = {}
+    log = read_log(base.with_suffix(".out"))
+    files["log"] = str(find_file(base.with_suffix(".out")))
+    xv_cell, spec, xv_xyz = read_xv(base.with_suffix(".XV"))
+    files["XV"] = str(find_file(base.with_suffix(".XV")))
+    if _exists(base.with_suffix(".TSHS")):
+        hs = read_tshs(base.with_suffix(".TSHS"))
+        cell, xa = hs.cell, hs.xa
+    elif _exists(base.with_suffix(".HSX")):
+        hs = read_hsx(base.with_suffix(".HSX"))
+        cell, xa = xv_cell, xv_xyz
+    else:
+        raise ParseError(base.with_suffix(".TSHS"), "neither a TSHS nor an HSX file")
+    files[hs.kind] = hs.path
+    _check_spin(hs, log.get("version"))
+
+    # structure and basis
+    species = log["species"]
+    if len(spec) != len(xa) or not set(spec) <= set(species):
+        raise ParseError(files["XV"], f"{len(spec)} atoms of species {sorted(set(spec))} do not match "
+                                      f"{hs.path} ({len(xa)} atoms) and the log's species {sorted(species)}")
+    symbols = [ase.data.chemical_symbols[species[s][0]] for s in spec]
+    labels = {ase.data.chemical_symbols[z]: lab for z, lab in species.values()}
+    if len(labels) != len(species):
+        raise ParseError(files["log"], "two SIESTA species of the same element are not supported")
+    shells = {sym: log["shells"][lab] for sym, lab in labels.items() if lab in log["shells"]}
+    if set(shells) != set(labels):
+        raise ParseError(files["log"], f"no PAO.Basis entry for {sorted(set(labels) - set(shells))}")
+    basis = Basis({sym: tuple(s for s, _ in sh) for sym, sh in shells.items()})
+    atoms = ase.Atoms(symbols, positions=xa * BOHR_TO_ANG, cell=cell * BOHR_TO_ANG, pbc=True)
+    norb = np.array([basis.norb(s) for s in symbols], dtype=np.int64)
+    if norb.sum() != hs.no_u or (hs.lasto is not None and not np.array_equal(np.diff(hs.lasto), norb)):
+        raise ParseError(hs.path, f"{hs.no_u} orbitals, the log's basis gives {list(norb)} per atom")
+    if _exists(base.with_suffix(".ORB_INDX")):
+        files["ORB_INDX"] = str(find_file(base.with_suffix(".ORB_INDX")))
+        _check_orb_indx(files["ORB_INDX"], symbols, shells)
+    if hs.kind == "HSX":
+        hs.isc_off = _cells_from_xij(hs, cell, xa, np.repeat(np.arange(len(xa)), norb))
+        hs.nsc = 2 * np.abs(hs.isc_off).max(axis=0) + 1
+    names = list(dict.fromkeys(symbols))
+    kinds = np.array([names.index(s) for s in symbols])
+    umats = [orbital_transform(basis.ls(s)) for s in names]
+
+    mats = {}
+    if "H" in with_matrices:
+        mats["H"] = _to_blocks(hs, _from_file(hs.values["H"], "H") * RY_TO_EV, norb, kinds, umats)
+    if "S" in with_matrices:
+        mats["S"] = _to_blocks(hs, hs.values["S"], norb, kinds, umats)
+    dm_pattern = None
+    if "DM" in with_matrices and _exists(base.with_suffix(".DM")):
+        dm = read_dm(base.with_suffix(".DM"))
+        files["DM"] = dm.path
+        _check_dm(dm, hs)
+        dm.isc_off = hs.isc_off
+        mats["DM"] = _to_blocks(dm, _from_file(dm.values["DM"], "DM"), norb, kinds, umats)
+        dm_pattern = None if dm.same_pattern(hs) else replace(dm, values={})
+
+    fermi = hs.header["ef"] * RY_TO_EV if hs.kind == "TSHS" else log.get("fermi_level")
+    nelec = log.get("nelec", hs.header.get("qtot"))
+    settings = {"smearing_kT_eV": float(hs.header["temp"]) * RY_TO_EV,
+                "siesta_pattern": replace(hs, values={}, xij=None),
+                "siesta_polarization": {s: [p for _, p in sh] for s, sh in shells.items()}}
+    if dm_pattern is not None:
+        settings["siesta_dm_pattern"] = dm_pattern
+    if hs.kind == "TSHS":
+        kg = np.frombuffer(hs.header["kgrid"].tobytes(), "<i4", 9).reshape(3, 3)
+        settings["kgrid"] = kg.tolist()
+        settings["kdispl"] = np.frombuffer(hs.header["kgrid"].tobytes(), "<f8", 3, 36).tolist()
+    prov = {"code": CODE, "version": log.get("version"), "source": str(folder.resolve()),
+            "files": files, "matrix_file": hs.kind, "scf_iterations": log.get("scf_iterations"),
+            "converged": log.get("converged"), "fermi_level_log": log.get("fermi_level")}
+    return Hamiltonian(atoms=atoms, basis=basis, fermi_level=fermi, nelec=nelec, provenance=prov,
+                       settings=settings, **mats)
+
+
+def _check_orb_indx(path, symbols, shells) -> None:
+    """The log's basis (order, l, zeta, n, polarisation) must be ORB_INDX's, orbital by orbital."""
+    expect = []
+    for a, sym in enumerate(symbols):
+        for shell, pol in shells[sym]:
+            expect += [(a, shell.n, shell.l, m, shell.zeta, pol) for m in range(-shell.l, shell.l + 1)]
+    got = read_orb_indx(path)
+    if got != expect:
+        bad = next(k for k, (x, y) in enumerate(zip(got + [None] * len(expect), expect)) if x != y)
+        raise ParseError(path, f"orbital {bad + 1} is {got[bad] if bad < len(got) else 'missing'}, "
+                               f"the log's PAO.Basis gives {expect[bad]}")
+
+
+def _check_dm(dm: SparseFile, hs: SparseFile) -> None:
+    """A DM belongs to the run when it has the run's orbitals, supercell and sparsity."""
+    if dm.no_u != hs.no_u:
+        raise MismatchError(f"{dm.path}: {dm.no_u} orbitals, {hs.path} has {hs.no_u} (DM of another structure?)")
+    if hs.nspin != dm.nspin:
+        raise MismatchError(f"{dm.path}: nspin {dm.nspin}, {hs.path} has {hs.nspin}")
+    if dm.nsc is not None and hs.nsc is not None and not np.array_equal(dm.nsc, hs.nsc):
+        raise MismatchError(f"{dm.path}: supercell {list(dm.nsc)}, {hs.path} has {list(hs.nsc)}")
+    if not dm.same_pattern(hs):
+        raise MismatchError(f"{dm.path}: sparsity differs from {hs.path} (DM of another structure?)")
+
+
+def read_h0(folder) -> Hamiltonian:
+    """Read a zeroth-step run (h0/: one diagonalisation of H[DM_atomic]); its DM is not kept
+    (it is the output DM of H0, not an SCF quantity)."""
+    h = read_run(folder, with_matrices=("H", "S"))
+    h.H0, h.H, h.h0_kind = h.H, None, "H[rho_atomic]"
+    return h
+
+
+# ============================================================================ writing
+def siesta_blocks(h: Hamiltonian, name: str) -> BlockSparse:
+    """Matrix ``name`` of ``h`` in SIESTA's orbital order and signs (energies still in eV).
+
+    The one conversion shared by the file writers here and by :mod:`dftplug.sislio`."""
+    mat = getattr(h, name)
+    if mat is None:
+        raise MismatchError(f"no {name} to write")
+    species, kinds = h.species_index()
+    return mat.transform(kinds, [orbital_transform(h.basis.ls(s)).T for s in species])
+
+
+def _pattern(h: Hamiltonian, key: str, like, mats) -> SparseFile:
+    """The sparsity to write on: ``like`` (a SIESTA TSHS of this structure), else the one the
+    matrices were read with (SIESTA's own column order), else a new one from their blocks."""
+    if like is not None:
+        pat = read_tshs(like)
+    else:
+        pat = h.settings.get(key) or h.settings.get("siesta_pattern")
+    norb = h.norb()
+    if pat is None:
+        return _new_pattern(norb, mats)
+    if pat.no_u != norb.sum() or (pat.lasto is not None and not np.array_equal(np.diff(pat.lasto), norb)):
+        raise MismatchError(f"{pat.path}: sparsity of {pat.no_u} orbitals cannot hold a structure with "
+                            f"{list(norb)} orbitals per atom")
+    return pat
+
+
+def _new_pattern(norb, mats) -> SparseFile:
+    """Every element of every block of ``mats``, columns sorted within each row."""
+    pairs = np.unique(np.concatenate([m.pairs for m in mats]), axis=0)
+    full = BlockSparse(norb, pairs, np.zeros((1, int(np.sum(norb[pairs[:, 0]] * norb[pairs[:, 1]])))))
+    rows, cols, cells, _ = full.to_orbital_coo()
+    nsc = 2 * np.abs(cells).max(axis=0, initial=0) + 1
+    isc_off = siesta_isc_off(nsc)
+    isc = {tuple(c): k for k, c in enumerate(isc_off)}
+    no_u = int(norb.sum())
+    col = cols + no_u * np.array([isc[tuple(c)] for c in cells], dtype=np.int64)
+    order = np.lexsort((col, rows))
+    gamma = int(np.all(nsc == 1))
+    kgrid = np.zeros(1, "V60")
+    header = {"flags": np.array([gamma, gamma, 0]), "kgrid": kgrid, "ef": 0.0, "qtot": 0.0, "temp": 0.0,
+              "istep_ia1": np.zeros(2, np.int64)}
+    return SparseFile("new", no_u, 1, np.bincount(rows, minlength=no_u), col[order], {}, nsc, isc_off,
+                      header=header, path="(new sparsity)")
+
+
+def _values_on(mat: BlockSparse, pat: SparseFile, what: str) -> np.ndarray:
+    """Values (nspin, nnz) of ``mat`` at the elements of ``pat``, in ``pat``'s order.
+
+    Elements of a block that ``pat`` does not list are dropped (outside SIESTA's orbital range);
+    a nonzero block that ``pat`` does not touch at all is a MismatchError."""
+    norb = mat.norb
+    offs = mat.orbital_offsets()
+    atom_of = np.repeat(np.arange(mat.natoms), norb)
+    rows, cols = pat.rows, pat.col % pat.no_u
+    cells = pat.isc_off[pat.col // pat.no_u]
+    ia, ja = atom_of[rows], atom_of[cols]
+    edge = mat.find(np.column_stack([ia, ja, cells]))
+    have = edge >= 0
+    idx = mat.offsets[np.where(have, edge, 0)] + (rows - offs[ia]) * norb[ja] + (cols - offs[ja])
+    values = np.where(have, mat.data[:, idx], 0.0)
+    untouched = np.ones(mat.nedges, bool)
+    untouched[edge[have]] = False
+    if untouched.any():
+        lost = np.concatenate([np.arange(mat.offsets[e], mat.offsets[e + 1]) for e in np.nonzero(untouched)[0]])
+        if np.abs(mat.data[:, lost]).max(initial=0.0) > 0:
+            bad = mat.pairs[np.nonzero(untouched)[0][0]]
+            raise MismatchError(f"{what}: {int(untouched.sum())} nonzero blocks (i, j, R), e.g. {bad.tolist()}, "
+                                f"lie outside the SIESTA sparsity of {pat.path}")
+    return values
+
+
+def write_dm(h: Hamiltonian, path, like=None) -> Path:
+    """Write h.DM as ``<label>.DM`` for ``DM.UseSaveDM true`` (SIESTA's own layout and column order
+    when h was read from SIESTA; ``like``: a TSHS of the same structure to take them from)."""
+    dm = siesta_blocks(h, "DM")
+    pat = _pattern(h, "siesta_dm_pattern", like, [dm])
+    values = _to_file(_values_on(dm, pat, f"DM of {path}"), "DM")
+    out = replace(pat, kind="DM", nspin=len(values), values={"DM": values})
+    write_dm_file(path, out)
+    return Path(path)
+
+
+def write_h_in(h: Hamiltonian, path, like=None, matrix: str = "H") -> Path:
+    """Write ``h.<matrix>`` as SIESTA 4.1.5's ``H_IN`` (read in the first SCF step with the
+    undocumented ``Read-H-from-file true`` and ``SCF.Mix Hamiltonian``): the DM layout with H in
+    Ry, on SIESTA's own column order (a sorted-column H_IN crashes SIESTA, fixtures README (d''))."""
+    ham = siesta_blocks(h, matrix)
+    pat = _pattern(h, "siesta_dm_pattern", like, [ham])
+    values = _to_file(_values_on(ham, pat, f"{matrix} of {path}"), "H") / RY_TO_EV
+    write_dm_file(path, replace(pat, kind="DM", nspin=len(values), values={"DM": values}))
+    return Path(path)
+
+
+def write_tshs(h: Hamiltonian, path, like=None, matrix: str = "H") -> Path:
+    """Write ``h.<matrix>`` (e.g. a predicted H, eV) and h.S as a SIESTA 4.x TSHS (H in Ry with
+    SIESTA's constant, E_F = h.fermi_level, Q = h.nelec): readable by sisl, TBtrans and SIESTA's
+    post-processing tools."""
+    ham, s = siesta_blocks(h, matrix), siesta_blocks(h, "S")
+    pat = _pattern(h, "siesta_pattern", like, [ham, s])
+    header = dict(pat.header)
+    if h.fermi_level is not None:
+        header["ef"] = h.fermi_level / RY_TO_EV
+    if h.nelec is not None:
+        header["qtot"] = float(h.nelec)
+    if "smearing_kT_eV" in h.settings:
+        header["temp"] = h.settings["smearing_kT_eV"] / RY_TO_EV
+    values = {"H": _to_file(_values_on(ham, pat, f"{matrix} of {path}"), "H") / RY_TO_EV,
+              "S": _values_on(s, pat, f"S of {path}")[0]}
+    norb = h.norb()
+    out = replace(pat, kind="TSHS", nspin=len(values["H"]), values=values, header=header,
+                  cell=h.atoms.cell.array / BOHR_TO_ANG, xa=h.atoms.positions / BOHR_TO_ANG,
+                  lasto=np.concatenate([[0], np.cumsum(norb)]))
+    write_tshs_file(path, out)
+    return Path(path)
+
+
+def write_scf_guess(h: Hamiltonian, out_dir, label: str | None = None) -> "ScfGuess":
+    """``<label>.DM`` (``DM.UseSaveDM true``), ``<label>.TSHS`` and ``H_IN`` (``Read-H-from-file``)
+    of h.H / h.DM in ``out_dir``, on the sparsity and column order of the run h was read from."""
+    from dftplug.scf_guess import ScfGuess
+
+    if label is None:
+        label = _label(Path(h.provenance["source"]))
+    out_dir = Path(out_dir)
+    files = [write_dm(h, out_dir / f"{label}.DM"), write_tshs(h, out_dir / f"{label}.TSHS"),
+             write_h_in(h, out_dir / "H_IN")]
+    return ScfGuess(CODE, files, ["DM.UseSaveDM       true"],
+                    notes=[f"copy {label}.DM into the SCF run folder; alternatively copy H_IN and set "
+                           "'Read-H-from-file true' (SIESTA 4.1.5, undocumented; needs SCF.Mix Hamiltonian)"])
