@@ -17,10 +17,12 @@ from . import emit_json, main, reports_errors
               help="h5: dataset with H = H0 + ΔH; abacus: hrs1_nao.csr for init_chg hr.")
 @click.option("--s-from", "s_from", type=click.Path(exists=True, file_okay=False),
               help="Take the overlap S from this run of the same structure (when the H0 run did not write S).")
-@click.option("--device", default="cpu", show_default=True)
+@click.option("--device", default="cpu", show_default=True, help="torch device of the model (cpu, cuda, cuda:1).")
+@click.option("--max-edges-per-chunk", type=int, default=None,
+              help="Memory cap for large structures: the layers process at most this many edges at once.")
 @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary.")
 @reports_errors
-def infer(h0_run, model, output, fmt, s_from, device, as_json):
+def infer(h0_run, model, output, fmt, s_from, device, max_edges_per_chunk, as_json):
     """Predict H = H0 + ΔH for the zeroth-step run H0_RUN and write it to OUTPUT."""
     from dftplug.dataset import write_dataset
     from dftplug.errors import MismatchError
@@ -36,7 +38,7 @@ def infer(h0_run, model, output, fmt, s_from, device, as_json):
         h0.S = other.S
     ckpt = load(model, device)
     t0 = time.perf_counter()
-    h = predict(h0, ckpt)
+    h = predict(h0, ckpt, max_edges_per_chunk, progress=bool(max_edges_per_chunk) and not as_json)
     seconds = time.perf_counter() - t0
     out = Path(output)
     out.mkdir(parents=True, exist_ok=True)
