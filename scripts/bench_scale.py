@@ -2,6 +2,7 @@
 
   tp        tensor-product cost vs L_max (CG vs local frame, forward + backward; bench_tp.py's
             measurement) and the crossover L_max
+  step      one training step (forward + backward) of the ΔH model per variant on one structure
   accuracy  a short training of each ``tensor_product`` variant on the same split; held-out
             (validation) ΔH MAE before (closed-form fit alone) and after, seconds per epoch
   infer     inference time and peak memory (RSS) vs atoms: one dataset structure tiled with
@@ -57,6 +58,35 @@ def cmd_tp(args) -> dict:
     return {"channels": args.channels, "edges": args.edges, "rows": rows, "local_frame_faster_from_lmax": crossover}
 
 
+def cmd_step(args) -> dict:
+    import torch
+    from dftplug.dataset import iter_dataset
+    from dftplug.model.graph import build_graph
+    from dftplug.model.irreps import BasisLayout
+    from dftplug.model.loss import LossWeights, loss_terms
+    from dftplug.model.model import DeltaHModel
+    from dftplug.model.train import load_config
+    torch.set_num_threads(1)
+    _, h = next(iter_dataset(args.data))
+    layout = BasisLayout.from_basis(h.basis, list(dict.fromkeys(h.symbols)), h.nspin)
+    g = build_graph(h, layout)
+    _, base = load_config(args.config)
+    out = {"edges": g.n_edges}
+    for variant in args.variants:
+        torch.manual_seed(0)
+        model = DeltaHModel(layout, type(base)(**{**vars(base), "tensor_product": variant}))
+        gd = g.to(dtype=next(model.parameters()).dtype)
+        best = math.inf
+        for _ in range(args.repeat + 1):
+            t = time.perf_counter()
+            pred, _ = model(gd)
+            loss_terms(pred, gd, layout, 1e-3, LossWeights())["total"].backward()
+            best = min(best, time.perf_counter() - t)
+        out[variant] = {"step_s": best, "parameters": sum(p.numel() for p in model.parameters())}
+        print(variant, out[variant], flush=True)
+    return out
+
+
 def _config_with(base: Path, out: Path, train: dict, model: dict) -> Path:
     """A copy of the TOML config ``base`` with keys of [train] and [model] overridden."""
     data = tomllib.loads(base.read_text()) if base else {}
@@ -102,7 +132,8 @@ def cmd_accuracy(args) -> dict:
         rows = _curve(s)
         out[variant] = {"val_mae_before_training_meV": s["val_mae_before_training_meV"],
                         "best_val_mae_meV": s["best_val_mae_meV"], "h0_val_mae_meV": s["h0_val_mae_meV"],
-                        "epochs": s["epochs"], "s_per_epoch": rows[-1]["time_s"] / len(rows), "checkpoint": str(folder / "m.pt")}
+                        "epochs": s["epochs"], "s_per_epoch": rows[-1]["time_s"] / len(rows),
+                        "checkpoint": str(folder / "m.pt")}
         print(variant, json.dumps(out[variant]), flush=True)
     return out
 
@@ -177,13 +208,15 @@ def main():
     p.add_argument("--channels", type=int, default=8)
     p.add_argument("--edges", type=int, default=256)
     p.add_argument("--repeat", type=int, default=3)
-    for name in ("accuracy", "ddp"):
+    for name in ("step", "accuracy", "ddp"):
         p = sub.add_parser(name)
         p.add_argument("data")
         p.add_argument("--config", required=True)
         p.add_argument("--workdir", default=tempfile.gettempdir())
     sub.choices["accuracy"].add_argument("--minutes", type=float, default=4.0)
-    sub.choices["accuracy"].add_argument("--variants", nargs="+", default=["cg", "local_frame"])
+    for name in ("step", "accuracy"):
+        sub.choices[name].add_argument("--variants", nargs="+", default=["cg", "local_frame"])
+    sub.choices["step"].add_argument("--repeat", type=int, default=3)
     sub.choices["ddp"].add_argument("--epochs", type=int, default=3)
     p = sub.add_parser("infer")
     p.add_argument("data")
@@ -203,7 +236,8 @@ def main():
         print(json.dumps(infer_one(args.data, args.model, [int(x) for x in args.reps.split(",")],
                                    args.chunk, args.rattle)))
         return
-    result = {"tp": cmd_tp, "accuracy": cmd_accuracy, "infer": cmd_infer, "ddp": cmd_ddp}[args.cmd](args)
+    commands = {"tp": cmd_tp, "step": cmd_step, "accuracy": cmd_accuracy, "infer": cmd_infer, "ddp": cmd_ddp}
+    result = commands[args.cmd](args)
     print(json.dumps(result, indent=1))
     if args.json_out:
         Path(args.json_out).write_text(json.dumps(result, indent=1))

@@ -33,7 +33,9 @@ class EdgeGeometry:
     def __init__(self, vec: torch.Tensor, lmax: int):
         self.vec, self.lmax = vec, lmax
 
-    def __getitem__(self, sl) -> "EdgeGeometry":
+    def __getitem__(self, sl: slice) -> "EdgeGeometry":
+        if sl == slice(0, len(self)):  # the whole graph: keep what is already computed
+            return self
         return EdgeGeometry(self.vec[sl], self.lmax)
 
     def __len__(self) -> int:

@@ -174,7 +174,8 @@ def train(data_paths, output, config: TrainConfig | None = None, model_config: M
     shard = ctx.shard(train_idx)  # this rank's training structures; rank 0 reads all (fit, validation)
     if not shard:
         raise DftplugError(f"{len(train_idx)} training structures for {ctx.world} processes: use fewer processes")
-    items = {i: (name, h) for i, name, h in streaming.iter_structures(index, range(len(names)) if ctx.is_main else shard)}
+    wanted = range(len(names)) if ctx.is_main else shard
+    items = {i: (name, h) for i, name, h in streaming.iter_structures(index, wanted)}
     desc = ctx.on_main(lambda: data_description(list(items.values())))
     layout = BasisLayout.from_basis(Basis.from_json(desc["basis"]), desc["species"], desc["nspin"])
     kpts = config.kspace_points if config.kspace_weight > 0 else 0
@@ -214,7 +215,8 @@ def train(data_paths, output, config: TrainConfig | None = None, model_config: M
         if ctx.is_main:
             ckpt_io.save(output, model, meta)
     t_start = time.perf_counter() - st.elapsed
-    bar = tqdm(total=config.epochs, initial=st.epoch, desc="train", unit="epoch", disable=not (progress and ctx.is_main))
+    bar = tqdm(total=config.epochs, initial=st.epoch, desc="train", unit="epoch",
+               disable=not (progress and ctx.is_main))
     log_csv = output.with_suffix(".log.csv")
     while st.epoch < config.epochs and st.stale < config.early_stop_patience:
         gen = torch.Generator().manual_seed(config.seed * 100003 + st.epoch)
