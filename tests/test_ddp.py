@@ -3,11 +3,13 @@ and follow the single-process loss curve (same global batch)."""
 import csv
 import os
 import socket
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-import torch.multiprocessing as mp
 
 from dftplug.dataset import write_dataset
 from dftplug.model import distributed
@@ -35,10 +37,11 @@ def data(tmp_path_factory):
     return write_dataset(tmp_path_factory.mktemp("ddp") / "si.h5", [("a", h), ("b", r), ("c", h)])
 
 
-def _worker(rank: int, world: int, port: int, data, out):
-    """One torchrun-like process: the environment torchrun would set, then the ordinary training."""
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
-                      LOCAL_RANK=str(rank))
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _worker(rank: int, data, out):
+    """One rank (run in its own process by :func:`_launch`): the ordinary training."""
     torch.set_num_threads(1)
     kept = {}
     wrap = distributed.Context.wrap
@@ -58,15 +61,35 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _val_curve(path):
+def _launch(world: int, data, out, timeout: float = 120.0):
+    """``world`` processes with the environment torchrun would set (plain subprocesses: no fork of
+    the test process, and a hung collective fails the test instead of blocking it)."""
+    port = _free_port()
+    procs = []
+    for rank in range(world):
+        env = {**os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "RANK": str(rank),
+               "WORLD_SIZE": str(world), "LOCAL_RANK": str(rank), "OMP_NUM_THREADS": "1"}
+        code = (f"from pathlib import Path; from tests.test_ddp import _worker; "
+                f"_worker({rank}, {str(data)!r}, Path({str(out)!r}))")
+        procs.append(subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, env=env,
+                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+    try:
+        logs = [p.communicate(timeout=timeout)[0] for p in procs]
+    finally:
+        for p in procs:
+            p.kill()
+    assert all(p.returncode == 0 for p in procs), "\n".join(log[-2000:] for log in logs)
+
+
+def _curve(path, column):
     with open(path) as fh:
-        return np.array([float(row["val_mae_meV"]) for row in csv.DictReader(fh)])
+        return np.array([float(row[column]) for row in csv.DictReader(fh)])
 
 
 def test_two_process_ddp_matches_one_process(data, tmp_path):
     two, one = tmp_path / "two", tmp_path / "one"
     two.mkdir(), one.mkdir()
-    mp.spawn(_worker, args=(2, _free_port(), data, two), nprocs=2, join=True)
+    _launch(2, data, two)
     a, b = torch.load(two / "rank0.pt"), torch.load(two / "rank1.pt")
     assert a.keys() == b.keys()
     for k in a:  # DDP: identical parameters and buffers on both ranks
@@ -74,8 +97,10 @@ def test_two_process_ddp_matches_one_process(data, tmp_path):
     # one process with the same global batch (2 structures per step) follows the same curve
     torch.set_num_threads(1)
     train([data], one / "m.pt", _config(batch_size=2), ModelConfig(**vars(MODEL)), progress=False)
-    c1, c2 = _val_curve(one / "m.log.csv"), _val_curve(two / "m.log.csv")
-    assert len(c1) == len(c2) == 2
-    assert np.allclose(c1, c2, rtol=1e-6), (c1, c2)
+    for column in ("val_mae_meV", "loss_total"):  # the logged loss is the mean over the ranks
+        c1, c2 = _curve(one / "m.log.csv", column), _curve(two / "m.log.csv", column)
+        assert len(c1) == len(c2) == 2
+        assert np.allclose(c1, c2, rtol=1e-6), (column, c1, c2)
+    val = _curve(one / "m.log.csv", "val_mae_meV")
     start = torch.load(one / "m.pt", weights_only=False)["training"]["validation_before_training"]["mae_meV"]
-    assert abs(c1[-1] - start) > 1e-6  # the steps changed the model (the comparison is not vacuous)
+    assert abs(val[-1] - start) > 1e-6  # the steps changed the model (the comparison is not vacuous)

@@ -56,6 +56,14 @@ class Context:
         """fn() evaluated on rank 0 only, its result broadcast to every rank."""
         return self.broadcast(fn() if self.is_main else None)
 
+    def average(self, values: dict) -> dict:
+        """Mean over the ranks of each float of ``values`` (e.g. the epoch's training losses)."""
+        if self.world == 1:
+            return {k: float(v) for k, v in values.items()}
+        x = torch.tensor([float(v) for v in values.values()], dtype=torch.float64, device=self.device)
+        dist.all_reduce(x)
+        return {k: float(v) / self.world for k, v in zip(values, x.tolist())}
+
     def wrap(self, model: torch.nn.Module) -> torch.nn.Module:
         """The module to train: DDP around ``model`` when world > 1 (parameters and buffers are
         broadcast from rank 0 here), else ``model`` itself."""

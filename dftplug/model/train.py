@@ -238,7 +238,8 @@ def train(data_paths, output, config: TrainConfig | None = None, model_config: M
         st.epoch += 1
         st.elapsed = time.perf_counter() - t_start
         row = {"epoch": st.epoch, "lr": opt.param_groups[0]["lr"], "time_s": round(st.elapsed, 1),
-               **{f"loss_{k}": float(np.mean([x[k] for x in losses])) for k in losses[0]},
+               **{f"loss_{k}": v for k, v in ctx.average({k: np.mean([x[k] for x in losses])
+                                                          for k in losses[0]}).items()},
                **{f"val_{k}": v for k, v in val.items()}}
         st.log.append(row)
         improved = val["mae_meV"] < st.best
