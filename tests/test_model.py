@@ -26,11 +26,11 @@ def si():
     return ab.read_run(SI / "scf").attach_h0(ab.read_h0(SI / "h0"))
 
 
-def random_model(h, dtype="float64", seed=0) -> Checkpoint:
-    """A float64 model with random (non-zero) readouts, statistics from ``h``."""
+def random_model(h, dtype="float64", seed=0, **config) -> Checkpoint:
+    """A float64 model with random (non-zero) readouts, statistics from ``h``; ``config`` overrides TINY."""
     torch.manual_seed(seed)
     layout = BasisLayout.from_basis(h.basis, list(dict.fromkeys(h.symbols)), h.nspin)
-    model = DeltaHModel(layout, ModelConfig(dtype=dtype, **TINY))
+    model = DeltaHModel(layout, ModelConfig(dtype=dtype, **{**TINY, **config}))
     model.set_statistics([build_graph(h, layout)])
     with torch.no_grad():
         for lin in model.readouts:

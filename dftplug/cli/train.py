@@ -23,6 +23,8 @@ from . import emit_json, main, reports_errors
 def train(data, output, config_path, resume, device, epochs, seed, threads, as_json, quiet):
     """Train an equivariant ΔH = H − H0 model on converted datasets (split by structure).
 
+    Data-parallel on N GPUs (or CPU processes): torchrun --nproc_per_node N $(which dftplug) train ...
+
     Writes OUTPUT (best model), OUTPUT's .train.pt (resumable state), .log.csv and .log.json.
     """
     import torch
@@ -38,6 +40,8 @@ def train(data, output, config_path, resume, device, epochs, seed, threads, as_j
     if threads:
         torch.set_num_threads(threads)
     summary = run_training(data, output, cfg, mcfg, resume=resume, progress=not (quiet or as_json))
+    if summary is None:  # a rank > 0 of a torchrun job: rank 0 reports
+        return
     if as_json:
         emit_json(summary)
     else:

@@ -12,6 +12,9 @@ from e3nn import nn as e3nn_nn
 from e3nn import o3
 from torch import nn
 
+from .chunked import edge_chunks
+from .convolution import make_convolution
+
 
 def scatter_sum(src: torch.Tensor, index: torch.Tensor, n: int) -> torch.Tensor:
     """out[k] = Σ_{e: index[e] = k} src[e], shape (n, *src.shape[1:])."""
@@ -103,8 +106,9 @@ class WeightedConvolution(nn.Module):
         self.linear = o3.Linear(o3.Irreps(mid), irreps_out)
         self.irreps_out = o3.Irreps(irreps_out)
 
-    def forward(self, x, sh, invariants):
-        return self.linear(self.tp(x, sh, self.weights(invariants)))
+    def forward(self, x, geometry, invariants):
+        """``geometry``: :class:`.convolution.EdgeGeometry` of the E edges."""
+        return self.linear(self.tp(x, geometry.sh, self.weights(invariants)))
 
 
 class PairProduct(nn.Module):
@@ -128,25 +132,44 @@ class Interaction(nn.Module):
     x̂ = :func:`rms_norm` (x); the residual streams h, z keep their magnitudes.
     The pair features need no convolution of their own: they start from the H0 and S blocks,
     which already carry the bond's direction in all their irreps.
-    (E(3)-equivariant message passing as in NequIP / HamGNN; n̄ = mean neighbour count.)"""
+    (E(3)-equivariant message passing as in NequIP / HamGNN; n̄ = mean neighbour count.)
+    Conv is the back-end ``tensor_product`` of :mod:`.convolution`; with ``max_edges`` set
+    (:func:`.chunked.chunked`) the per-edge work runs in edge chunks, messages summed chunk by chunk."""
 
-    def __init__(self, irreps_node, irreps_edge, irreps_sh, n_inv, radial_hidden, avg_neighbors):
+    max_edges: int | None = None  # edge chunk size (None: all edges at once)
+    progress = None               # tqdm bar advanced once per chunk, or None
+
+    def __init__(self, irreps_node, irreps_edge, irreps_sh, n_inv, radial_hidden, avg_neighbors,
+                 tensor_product="cg"):
         super().__init__()
-        self.node_conv = WeightedConvolution(irreps_node, irreps_sh, irreps_node, n_inv, radial_hidden)
+        self.node_conv = make_convolution(tensor_product, irreps_node, irreps_sh, irreps_node, n_inv, radial_hidden)
         self.edge_to_node = o3.Linear(irreps_edge, irreps_node)
         self.node_update = GatedLinear(irreps_node + irreps_node, irreps_node)
         self.pair = PairProduct(irreps_node, irreps_edge)
         self.edge_update = GatedLinear(irreps_edge + irreps_edge, irreps_edge)
         self.norm = 1.0 / max(avg_neighbors, 1.0)
 
-    def forward(self, h, z, sh, invariants, src, dst):
+    def forward(self, h, z, geometry, invariants, src, dst):
+        """h (N, irreps_node), z (E, irreps_edge), geometry EdgeGeometry (E), invariants (E, n_inv)."""
         hn, zn = rms_norm(h), rms_norm(z)
-        msg = self.node_conv(hn[dst], sh, invariants) + self.edge_to_node(zn)
-        m = scatter_sum(msg, src, h.shape[0]) * self.norm
-        h = h + self.node_update(torch.cat([hn, m], dim=-1))
+        chunks = edge_chunks(len(src), self.max_edges)
+        m = h.new_zeros(h.shape)
+        for sl in chunks:
+            msg = self.node_conv(hn[dst[sl]], geometry[sl], invariants[sl]) + self.edge_to_node(zn[sl])
+            m = m.index_add(0, src[sl], msg)
+            self._tick()
+        h = h + self.node_update(torch.cat([hn, m * self.norm], dim=-1))
         hn = rms_norm(h)
-        upd = torch.cat([zn, self.pair(hn[src], hn[dst])], dim=-1)
-        return h, z + self.edge_update(upd)
+        out = []
+        for sl in chunks:
+            upd = torch.cat([zn[sl], self.pair(hn[src[sl]], hn[dst[sl]])], dim=-1)
+            out.append(z[sl] + self.edge_update(upd))
+            self._tick()
+        return h, torch.cat(out) if len(out) > 1 else out[0]
+
+    def _tick(self):
+        if self.progress is not None:
+            self.progress.update()
 
 
 class BlockLinearResponse(nn.Module):

@@ -41,7 +41,8 @@ import torch
 from e3nn import o3
 from torch import nn
 
-from .blocks import BlockLinearResponse, GatedLinear, Interaction, RadialBasis, edge_harmonics, irreps_by_l, scatter_sum
+from .blocks import BlockLinearResponse, GatedLinear, Interaction, RadialBasis, irreps_by_l, scatter_sum
+from .convolution import EdgeGeometry
 from .graph import Graph
 from .irreps import BasisLayout
 
@@ -64,6 +65,7 @@ class ModelConfig:
     env_basis: int = 8                # Gaussians per neighbour species of the atoms' environment
     env_r_max: float = 6.0            # Å, cutoff of the environment invariants
     dtype: str = "float32"
+    tensor_product: str = "cg"        # node convolution back-end: "cg" (e3nn) or "local_frame" (SO(2))
 
     def to_dict(self) -> dict:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
@@ -128,7 +130,7 @@ class DeltaHModel(nn.Module):
         self.onsite_to_node = o3.Linear(self.irreps_edge, self.irreps_node)
         self.layers = nn.ModuleList([
             Interaction(self.irreps_node, self.irreps_edge, self.irreps_sh, n_inv, c.radial_hidden,
-                        c.avg_neighbors) for _ in range(c.num_layers)])
+                        c.avg_neighbors, c.tensor_product) for _ in range(c.num_layers)])
         self.readout_edge = GatedLinear(self.irreps_edge, self.irreps_edge)
         self.readouts = nn.ModuleList([o3.Linear(self.irreps_edge, p.irreps * nspin) for p in pairs])
         self.env_radial = RadialBasis(c.env_r_max, c.env_basis)
@@ -218,21 +220,20 @@ class DeltaHModel(nn.Module):
     def forward(self, g: Graph):
         layout, nspin = self.layout, self.layout.nspin
         n_nodes, n_edges = len(g.species), g.n_edges
-        dtype = g.edge_vec.dtype
         z = g.edge_vec.new_zeros(n_edges, self.irreps_edge.dim)
         for t, edges in enumerate(g.type_edges):
             if len(edges):
                 x = torch.cat([g.h0[t], g.s[t][:, None]], dim=1) / getattr(self, f"input_scale_{t}")
                 z = z.index_copy(0, edges, self.encoders[t](x.flatten(1)))
         r = g.edge_vec.norm(dim=-1)
-        sh = edge_harmonics(g.edge_vec, self.irreps_sh.lmax).to(dtype)
+        geometry = EdgeGeometry(g.edge_vec, self.irreps_sh.lmax)
         invariants = torch.cat([self.radial(r), z[:, self._scalar_edge]], dim=-1)
         onsite = (g.edge_src == g.edge_dst) & (r < 1e-8)
         h = self.species_embedding(g.species)
         h = torch.cat([h, h.new_zeros(n_nodes, self.irreps_node.dim - h.shape[1])], dim=-1)
         h = h + scatter_sum(self.onsite_to_node(z[onsite]), g.edge_src[onsite], n_nodes)
         for layer in self.layers:
-            h, z = layer(h, z, sh, invariants, g.edge_src, g.edge_dst)
+            h, z = layer(h, z, geometry, invariants, g.edge_src, g.edge_dst)
         z = self.readout_edge(z)
         env = self.environment(g)
         bins = self._bond_bins(r)

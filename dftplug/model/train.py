@@ -18,12 +18,12 @@ import torch
 from tqdm import tqdm
 
 from dftplug.basis import Basis
-from dftplug.dataset import iter_dataset
 from dftplug.errors import DftplugError, MismatchError
 
 from dftplug.fileio import atomic_path
 
 from . import checkpoint as ckpt_io
+from . import distributed, streaming
 from .graph import Graph, build_graph, collate
 from .irreps import BasisLayout
 from .loss import LossWeights, error_sums, loss_terms
@@ -79,15 +79,8 @@ def load_config(path) -> tuple[TrainConfig, ModelConfig]:
 def read_structures(paths) -> list:
     """(name, Hamiltonian) of every structure of the HDF5 datasets; names get the file stem as a
     prefix when several files are given."""
-    items = []
-    for path in paths:
-        for name, h in iter_dataset(path):
-            if h.H is None or h.H0 is None or h.S is None:
-                raise MismatchError(f"{path}: structure {name} lacks H, H0 or S (convert with an H0 run)")
-            items.append((f"{Path(path).stem}/{name}" if len(paths) > 1 else name, h))
-    if not items:
-        raise MismatchError("no structures in the training data")
-    return items
+    index = streaming.structure_index(paths)
+    return [(name, h) for _, name, h in streaming.iter_structures(index, range(len(index)))]
 
 
 def data_description(items) -> dict:
@@ -127,6 +120,17 @@ def _support_radius(graphs: list[Graph], fraction: float) -> float:
     return float(r[order][min(k, len(r) - 1)])
 
 
+def _data_scales(train_g: list[Graph]) -> tuple[float, float, float, float]:
+    """From the training graphs: r_max (Å, the longest bond whose H0 block is not zero, + 0.5; codes
+    may store zero blocks), the linear response's cutoff (Å), the mean edges per atom, and the RMS of
+    the target ΔH (eV)."""
+    lengths = torch.cat([g.edge_vec[e].norm(dim=-1)[x.flatten(1).abs().amax(1) > 0]
+                         for g in train_g for e, x in zip(g.type_edges, g.h0)])
+    avg = float(sum(g.n_edges for g in train_g) / sum(len(g.species) for g in train_g))
+    sigma = float(torch.cat([t.reshape(-1) for g in train_g for t in g.target]).pow(2).mean().sqrt())
+    return float(lengths.max()) + 0.5, _support_radius(train_g, 0.999) + 0.5, avg, sigma
+
+
 def _mae(model, graphs: list[Graph], layout, device, dtype) -> dict:
     model.eval()
     sums = {"raw": 0.0, "fixed": 0.0, "base": 0.0, "count": 0.0}
@@ -156,42 +160,44 @@ def train(data_paths, output, config: TrainConfig | None = None, model_config: M
           resume: bool = False, progress: bool = True) -> dict:
     """Train a ΔH model on HDF5 datasets and write the best checkpoint (by validation MAE) to
     ``output``. Deterministic for a given seed (CPU). Returns the summary also written to
-    ``<output>.log.json``."""
+    ``<output>.log.json`` (None on the ranks > 0 of a torchrun job, see :mod:`.distributed`)."""
     config = config or TrainConfig()
     model_config = model_config or ModelConfig()
     output = Path(output)
     state_path = output.with_suffix(".train.pt")
     if resume and not state_path.is_file():
         raise DftplugError(f"{state_path}: nothing to resume (no training state file)")
-    items = read_structures([Path(p) for p in data_paths])
-    desc = data_description(items)
-    names = [n for n, _ in items]
+    ctx = distributed.setup(config.device)
+    index = streaming.structure_index(data_paths)
+    names = [n for _, _, n in index]
     train_idx, val_idx = split(names, config.val_fraction, config.seed)
+    shard = ctx.shard(train_idx)  # this rank's training structures; rank 0 reads all (fit, validation)
+    if not shard:
+        raise DftplugError(f"{len(train_idx)} training structures for {ctx.world} processes: use fewer processes")
+    wanted = range(len(names)) if ctx.is_main else shard
+    items = {i: (name, h) for i, name, h in streaming.iter_structures(index, wanted)}
+    desc = ctx.on_main(lambda: data_description(list(items.values())))
     layout = BasisLayout.from_basis(Basis.from_json(desc["basis"]), desc["species"], desc["nspin"])
     kpts = config.kspace_points if config.kspace_weight > 0 else 0
-    graphs = [build_graph(h, layout, name, kpoints=kpts if i in train_idx else 0,
-                          band_window=config.band_window, seed=config.seed)
-              for i, (name, h) in enumerate(items)]
-    train_g, val_g = [graphs[i] for i in train_idx], [graphs[i] for i in val_idx]
+    graphs = {i: build_graph(h, layout, name, kpoints=kpts if i in train_idx else 0,
+                             band_window=config.band_window, seed=config.seed) for i, (name, h) in items.items()}
+    train_g, val_g = [graphs[i] for i in train_idx if i in graphs], [graphs[i] for i in val_idx if i in graphs]
+    local_g = [graphs[i] for i in shard]
     del items
-    # radial cutoff: the longest bond whose H0 block is not zero (codes may store zero blocks)
-    lengths = torch.cat([g.edge_vec[e].norm(dim=-1)[x.flatten(1).abs().amax(1) > 0]
-                         for g in train_g for e, x in zip(g.type_edges, g.h0)])
-    model_config.r_max = float(lengths.max()) + 0.5
-    model_config.response_r_max = _support_radius(train_g, 0.999) + 0.5
-    model_config.avg_neighbors = float(sum(g.n_edges for g in train_g) / sum(len(g.species) for g in train_g))
-    sigma = float(torch.cat([t.reshape(-1) for g in train_g for t in g.target]).pow(2).mean().sqrt())
+    model_config.r_max, model_config.response_r_max, model_config.avg_neighbors, sigma = \
+        ctx.on_main(lambda: _data_scales(train_g))
 
     torch.manual_seed(config.seed)
     model = DeltaHModel(layout, model_config)
-    stats = model.set_statistics(train_g)
-    device, dtype = torch.device(config.device), getattr(torch, model_config.dtype)
+    stats = ctx.on_main(lambda: model.set_statistics(train_g))
+    device, dtype = ctx.device, getattr(torch, model_config.dtype)
     model.to(device)
+    net = ctx.wrap(model)  # DDP: broadcasts rank 0's fitted buffers and parameters
     opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=config.lr_factor, patience=config.lr_patience,
                                                        min_lr=config.min_lr)
     weights = LossWeights(gauge=config.gauge_weight, kspace=config.kspace_weight)
-    start_metrics = _mae(model, val_g or train_g, layout, device, dtype)  # linear response alone
+    start_metrics = ctx.on_main(lambda: _mae(model, val_g or train_g, layout, device, dtype))  # linear response alone
     st = _State()
     if resume:
         saved = torch.load(state_path, map_location=device, weights_only=False)
@@ -206,49 +212,59 @@ def train(data_paths, output, config: TrainConfig | None = None, model_config: M
     if not resume:  # the closed-form fit alone is the first candidate for the best model
         st.best, st.best_epoch = start_metrics["mae_meV"], 0
         meta["metrics"] = {"epoch": 0, "validation": start_metrics, "wall_time_s": 0.0}
-        ckpt_io.save(output, model, meta)
+        if ctx.is_main:
+            ckpt_io.save(output, model, meta)
     t_start = time.perf_counter() - st.elapsed
-    bar = tqdm(total=config.epochs, initial=st.epoch, desc="train", unit="epoch", disable=not progress)
+    bar = tqdm(total=config.epochs, initial=st.epoch, desc="train", unit="epoch",
+               disable=not (progress and ctx.is_main))
     log_csv = output.with_suffix(".log.csv")
     while st.epoch < config.epochs and st.stale < config.early_stop_patience:
         gen = torch.Generator().manual_seed(config.seed * 100003 + st.epoch)
-        order = torch.randperm(len(train_g), generator=gen).tolist()
+        order = torch.randperm(len(local_g), generator=gen).tolist()
         model.train()
         losses = []
-        for b in range(0, len(order), config.batch_size):
-            batch = collate([train_g[i] for i in order[b:b + config.batch_size]]).to(device, dtype)
-            pred, _ = model(batch)
+        longest = ctx.shard_size(len(train_idx))  # a shorter shard wraps around: every rank takes every step
+        for b in range(0, longest, config.batch_size):
+            picks = range(b, min(b + config.batch_size, longest))
+            batch = collate([local_g[order[k % len(order)]] for k in picks]).to(device, dtype)
+            pred, _ = net(batch)
             terms = loss_terms(pred, batch, layout, sigma, weights)
             opt.zero_grad(set_to_none=True)
             terms["total"].backward()
             opt.step()
             losses.append({k: float(v.detach()) for k, v in terms.items()})
-        val = _mae(model, val_g or train_g, layout, device, dtype)
+        val = ctx.on_main(lambda: _mae(model, val_g or train_g, layout, device, dtype))
         sched.step(val["mae_meV"])
         st.epoch += 1
         st.elapsed = time.perf_counter() - t_start
         row = {"epoch": st.epoch, "lr": opt.param_groups[0]["lr"], "time_s": round(st.elapsed, 1),
-               **{f"loss_{k}": float(np.mean([x[k] for x in losses])) for k in losses[0]},
+               **{f"loss_{k}": v for k, v in ctx.average({k: np.mean([x[k] for x in losses])
+                                                          for k in losses[0]}).items()},
                **{f"val_{k}": v for k, v in val.items()}}
         st.log.append(row)
         improved = val["mae_meV"] < st.best
         if improved:
             st.best, st.best_epoch, st.stale = val["mae_meV"], st.epoch, 0
             meta["metrics"] = {"epoch": st.epoch, "validation": val, "wall_time_s": st.elapsed}
-            ckpt_io.save(output, model, meta)
+            if ctx.is_main:
+                ckpt_io.save(output, model, meta)
         else:
             st.stale += 1
-        _write_csv(log_csv, st.log)
-        full = ckpt_io.checkpoint_dict(model, meta)
-        full["resume"] = {"optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "state": asdict(st)}
-        with atomic_path(state_path) as tmp:
-            torch.save(full, tmp)
+        if ctx.is_main:
+            _write_csv(log_csv, st.log)
+            full = ckpt_io.checkpoint_dict(model, meta)
+            full["resume"] = {"optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "state": asdict(st)}
+            with atomic_path(state_path) as tmp:
+                torch.save(full, tmp)
         bar.update()
         bar.set_postfix(val_meV=f"{val['mae_meV']:.3f}", h0_meV=f"{val['h0_mae_meV']:.3f}",
                         best=f"{st.best:.3f}")
-        if config.time_limit_min and st.elapsed > 60 * config.time_limit_min:
+        if ctx.on_main(lambda: bool(config.time_limit_min and st.elapsed > 60 * config.time_limit_min)):
             break
     bar.close()
+    ctx.close()
+    if not ctx.is_main:
+        return None
     summary = {"output": str(output), "epochs": st.epoch, "best_epoch": st.best_epoch,
                "best_val_mae_meV": st.best, "h0_val_mae_meV": st.log[-1]["val_h0_mae_meV"] if st.log else None,
                "val_mae_before_training_meV": start_metrics["mae_meV"],
