@@ -61,24 +61,29 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _launch(world: int, data, out, timeout: float = 120.0):
+def _launch(world: int, data, out, timeout: float = 240.0):
     """``world`` processes with the environment torchrun would set (plain subprocesses: no fork of
-    the test process, and a hung collective fails the test instead of blocking it)."""
+    the test process, and a hung collective fails the test instead of blocking it). Each rank logs
+    to its own file: with pipes, one rank blocked on a full pipe would stall the others' collectives."""
     port = _free_port()
-    procs = []
+    procs, logs = [], []
     for rank in range(world):
         env = {**os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "RANK": str(rank),
                "WORLD_SIZE": str(world), "LOCAL_RANK": str(rank), "OMP_NUM_THREADS": "1"}
         code = (f"from pathlib import Path; from tests.test_ddp import _worker; "
                 f"_worker({rank}, {str(data)!r}, Path({str(out)!r}))")
+        logs.append(open(out / f"rank{rank}.log", "w"))
         procs.append(subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, env=env,
-                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+                                      stdout=logs[-1], stderr=subprocess.STDOUT))
     try:
-        logs = [p.communicate(timeout=timeout)[0] for p in procs]
-    finally:
         for p in procs:
+            p.wait(timeout=timeout)
+    finally:
+        for p, log in zip(procs, logs):
             p.kill()
-    assert all(p.returncode == 0 for p in procs), "\n".join(log[-2000:] for log in logs)
+            log.close()
+    text = "\n".join((out / f"rank{r}.log").read_text()[-2000:] for r in range(world))
+    assert all(p.returncode == 0 for p in procs), text
 
 
 def _curve(path, column):
