@@ -23,6 +23,15 @@ def find_file(path: str | os.PathLike) -> Path:
     raise ParseError(p, "file not found (also looked for .xz and .gz)")
 
 
+def file_exists(path: str | os.PathLike) -> bool:
+    """True when ``path`` or its ``.xz``/``.gz`` sibling exists (see :func:`find_file`)."""
+    try:
+        find_file(path)
+        return True
+    except ParseError:
+        return False
+
+
 def read_bytes(path: str | os.PathLike) -> bytes:
     """Read a file, transparently decompressing ``.xz`` and ``.gz``."""
     p = find_file(path)

@@ -51,7 +51,7 @@ from scipy.linalg import block_diag
 from dftplug.basis import Basis, Shell
 from dftplug.blocksparse import BlockSparse, union_pairs
 from dftplug.errors import MismatchError, ParseError
-from dftplug.fileio import atomic_write, find_file, read_text
+from dftplug.fileio import atomic_write, file_exists, find_file, read_text
 from dftplug.hamiltonian import Hamiltonian, spin_identity
 from dftplug.orbitals import code_to_internal
 
@@ -401,18 +401,10 @@ class RunFolder:
             try:
                 return [find_file(p) for p in paths], gen
             except ParseError:
-                if any(self._exists(p) for p in paths):
-                    missing = [str(p) for p in paths if not self._exists(p)]
+                if any(file_exists(p) for p in paths):
+                    missing = [str(p) for p in paths if not file_exists(p)]
                     raise ParseError(missing[0], f"missing spin channel file of {name}") from None
         return None
-
-    @staticmethod
-    def _exists(p: Path) -> bool:
-        try:
-            find_file(p)
-            return True
-        except ParseError:
-            return False
 
 
 def _log_info(text: str) -> dict:

@@ -81,7 +81,7 @@ from scipy.linalg import block_diag
 from dftplug.basis import Basis, Shell
 from dftplug.blocksparse import BlockSparse
 from dftplug.errors import MismatchError, ParseError
-from dftplug.fileio import atomic_write, find_file, read_bytes, read_text
+from dftplug.fileio import atomic_write, file_exists, find_file, read_bytes, read_text
 from dftplug.hamiltonian import Hamiltonian
 from dftplug.orbitals import code_to_internal
 
@@ -475,14 +475,6 @@ def is_run_folder(path) -> bool:
         p for ext in ("TSHS", "HSX") for p in path.glob(f"*.{ext}*"))
 
 
-def _exists(path: Path) -> bool:
-    try:
-        find_file(path)
-        return True
-    except ParseError:
-        return False
-
-
 def _cells_from_xij(f: SparseFile, cell, xa, atom_of) -> np.ndarray:
     """isc_off of an HSX: R solved from xij = tau_j + R.cell - tau_i, one R per supercell index."""
     rows = f.rows
@@ -519,10 +511,10 @@ def read_run(folder, with_matrices=("H", "S", "DM")) -> Hamiltonian:
     files["log"] = str(find_file(base.with_suffix(".out")))
     xv_cell, spec, xv_xyz = read_xv(base.with_suffix(".XV"))
     files["XV"] = str(find_file(base.with_suffix(".XV")))
-    if _exists(base.with_suffix(".TSHS")):
+    if file_exists(base.with_suffix(".TSHS")):
         hs = read_tshs(base.with_suffix(".TSHS"))
         cell, xa = hs.cell, hs.xa
-    elif _exists(base.with_suffix(".HSX")):
+    elif file_exists(base.with_suffix(".HSX")):
         hs = read_hsx(base.with_suffix(".HSX"))
         cell, xa = xv_cell, xv_xyz
     else:
@@ -547,7 +539,7 @@ def read_run(folder, with_matrices=("H", "S", "DM")) -> Hamiltonian:
     norb = np.array([basis.norb(s) for s in symbols], dtype=np.int64)
     if norb.sum() != hs.no_u or (hs.lasto is not None and not np.array_equal(np.diff(hs.lasto), norb)):
         raise ParseError(hs.path, f"{hs.no_u} orbitals, the log's basis gives {list(norb)} per atom")
-    if _exists(base.with_suffix(".ORB_INDX")):
+    if file_exists(base.with_suffix(".ORB_INDX")):
         files["ORB_INDX"] = str(find_file(base.with_suffix(".ORB_INDX")))
         _check_orb_indx(files["ORB_INDX"], symbols, shells)
     if hs.kind == "HSX":
@@ -563,7 +555,7 @@ def read_run(folder, with_matrices=("H", "S", "DM")) -> Hamiltonian:
     if "S" in with_matrices:
         mats["S"] = _to_blocks(hs, hs.values["S"], norb, kinds, umats)
     dm_pattern = None
-    if "DM" in with_matrices and _exists(base.with_suffix(".DM")):
+    if "DM" in with_matrices and file_exists(base.with_suffix(".DM")):
         dm = read_dm(base.with_suffix(".DM"))
         files["DM"] = dm.path
         _check_dm(dm, hs)
