@@ -80,6 +80,13 @@ class Hamiltonian:
         return {n: getattr(self, n) for n in MATRIX_NAMES if getattr(self, n) is not None}
 
     # ----------------------------------------------------------------- helpers
+    def bond_vectors(self, pairs: np.ndarray) -> np.ndarray:
+        """r_ij = τ_j + R·cell − τ_i (Å) of blocks ``pairs`` (E, 5) = (i, j, R), shape (E, 3).
+        Each parser keeps the atom positions its code indexes R against (ABACUS's are wrapped
+        into the cell, see :func:`dftplug.parsers.abacus.wrap_into_cell`)."""
+        pos = self.atoms.positions
+        return pos[pairs[:, 1]] + pairs[:, 2:5] @ self.atoms.cell.array - pos[pairs[:, 0]]
+
     def union_pairs(self) -> np.ndarray:
         """Union block pattern of H, S, H0 (and DM): the graph a model must cover.
 

@@ -325,7 +325,7 @@ def read_stru(path):
         raise ParseError(path, f"malformed STRU: {exc}") from None
     pos = np.array(positions).reshape(-1, 3)
     if mode == "direct":
-        pos = pos @ cell
+        pos = pos @ cell  # back to fractional below (one rounding, ~1e-16)
     elif mode == "cartesian":
         pos = pos * alat
     elif mode == "cartesian_angstrom":
@@ -339,10 +339,21 @@ def read_stru(path):
         raise ParseError(path, f"atoms of undeclared species {sorted(unknown)}")
     elements = [re.sub(r"[^A-Za-z].*$", "", s) for s in symbols]
     try:
-        atoms = ase.Atoms(symbols=elements, positions=pos, cell=cell, pbc=True)
+        atoms = ase.Atoms(symbols=elements, scaled_positions=wrap_into_cell(pos @ np.linalg.inv(cell)),
+                          cell=cell, pbc=True)
     except KeyError as exc:
         raise ParseError(path, f"unknown chemical element {exc}") from None
     return atoms, dict(zip(species, orbfiles)), np.array(mags)
+
+
+def wrap_into_cell(frac: np.ndarray) -> np.ndarray:
+    """Fractional positions moved into [0, 1) as ABACUS does before it builds anything
+    (``unitcell::periodic_boundary_adjustment``: taud < 0 → taud + 1, taud ≥ 1 → taud − 1).
+    The lattice vectors R of its H(R), S(R), DM(R) files are relative to these wrapped positions:
+    keeping the STRU's own (e.g. a rattled atom at −0.01) would put that atom's bonds one lattice
+    vector off (a 2.4 Å bond read as 10.6 Å)."""
+    frac = np.where(frac < 0, frac + 1.0, frac)
+    return np.where(frac >= 1, frac - 1.0, frac)
 
 
 def read_orb(path) -> tuple[Shell, ...]:

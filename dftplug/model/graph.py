@@ -124,9 +124,7 @@ def build_graph(h: Hamiltonian, layout: BasisLayout, name: str = "", with_target
     ntypes = len(layout.pairs)
     etype = kind[pairs[:, 0]] * len(layout.species) + kind[pairs[:, 1]]
     type_edges = [np.nonzero(etype == t)[0] for t in range(ntypes)]
-    cell = h.atoms.cell.array
-    pos = h.atoms.positions
-    vec = pos[pairs[:, 1]] + pairs[:, 2:5] @ cell - pos[pairs[:, 0]]
+    vec = h.bond_vectors(pairs)
     s_irr = [x[:, 0] for x in _irreps_of(s, type_edges, layout, range(ntypes))]
     target = None
     if with_target:
