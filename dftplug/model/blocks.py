@@ -173,64 +173,77 @@ class Interaction(nn.Module):
 
 
 class BlockLinearResponse(nn.Module):
-    """Equivariant linear map from a pair's own H0 and S blocks to its ΔH block, modulated by
-    invariants of the bond and its surroundings (a "linear response" baseline the network then
-    corrects):
+    """Equivariant linear map from a pair's own H0 and S blocks and the edge's equivariant
+    descriptors to its ΔH block, modulated by invariants of the bond and its surroundings (a
+    "linear response" baseline the network then corrects):
 
         ΔH^{(L,p)}_{e,o,M} = Σ_k b_k(e) Σ_c W^{(L,p)}_{k,c,o} x^{(L,p)}_{e,c,M}
 
-    x = irreps features of [H0 (each spin), S] of edge e (channels c of one irrep type (L, p));
-    b(e) = [Gaussians of r_e (Å), on-site indicator, environment invariants of the edge's two
-    atoms (see :meth:`.model.DeltaHModel.environment`)]. Only channels of the same irrep are
-    mixed, with the same weight for all 2L+1 components M: equivariant. W is the closed-form
+    x = irreps features of [H0 (each spin), S] of edge e (channels c of one irrep type (L, p)),
+    plus, for the natural parity p = (−1)^L, the equivariant descriptors of the edge (bond
+    direction Y_L(r̂), atom densities A_i, A_j: :mod:`.descriptors`);
+    b(e) = [Gaussians of r_e (Å), on-site indicator, invariants of the edge's two atoms
+    (two-body density and power spectrum, :mod:`.descriptors`)]. Only channels of the same irrep
+    are mixed, with the same weight for all 2L+1 components M: equivariant. W is the closed-form
     ridge-regression fit to the training targets (:meth:`fit`), kept fixed while the network
     learns what it leaves (buffers, not parameters: gradient steps would only blur the optimum).
 
-    forward: h0 (E, S, dim), s (E, dim), r (E,), env (E, num_env) → (E, S, dim) eV.
+    forward: h0 (E, S, dim), s (E, dim), r (E,), inv (E, num_inv), equi [L → (E, num_equi, 2L+1)]
+    → (E, S, dim) eV.
     """
 
-    def __init__(self, irreps: o3.Irreps, nspin: int, r_max: float, num_basis: int, num_env: int = 0):
+    def __init__(self, irreps: o3.Irreps, nspin: int, r_max: float, num_basis: int, num_inv: int = 0,
+                 num_equi: int = 0):
         super().__init__()
         self.irreps, self.nspin = o3.Irreps(irreps), nspin
         self.radial = RadialBasis(r_max, num_basis)
-        for n, (mul, _) in enumerate(self.irreps):
-            self.register_buffer(f"weight_{n}", torch.zeros(num_basis + 1 + num_env, (nspin + 1) * mul, nspin * mul))
+        self.num_equi = num_equi
+        for n, (mul, ir) in enumerate(self.irreps):
+            extra = num_equi if ir.p == (-1) ** ir.l else 0
+            self.register_buffer(f"weight_{n}", torch.zeros(num_basis + 1 + num_inv, (nspin + 1) * mul + extra,
+                                                            nspin * mul))
 
     @property
     def weights(self) -> list[torch.Tensor]:
         return [getattr(self, f"weight_{n}") for n in range(len(self.irreps))]
 
-    def basis(self, r: torch.Tensor, env: torch.Tensor) -> torch.Tensor:
-        """(E, num_basis + 1 + num_env): Gaussians of r, on-site indicator, environment."""
-        return torch.cat([self.radial(r), (r < 1e-8).to(r.dtype)[:, None], env], dim=-1)
+    def basis(self, r: torch.Tensor, inv: torch.Tensor) -> torch.Tensor:
+        """(E, num_basis + 1 + num_inv): Gaussians of r, on-site indicator, invariants."""
+        return torch.cat([self.radial(r), (r < 1e-8).to(r.dtype)[:, None], inv], dim=-1)
 
-    def _inputs(self, h0, s):
-        """Per irrep slot: (E, (S+1)·mul, 2L+1) channels of [H0 spins, S]."""
-        x = torch.cat([h0, s[:, None]], dim=1)
-        out = []
-        for (mul, ir), sl in zip(self.irreps, self.irreps.slices()):
-            out.append(x[:, :, sl].reshape(len(x), -1, mul, ir.dim).flatten(1, 2))
+    def _slots(self, x):
+        """(E, C, dim) irreps features → per irrep slot (E, C·mul, 2L+1)."""
+        return [x[:, :, sl].reshape(len(x), -1, mul, ir.dim).flatten(1, 2)
+                for (mul, ir), sl in zip(self.irreps, self.irreps.slices())]
+
+    def _inputs(self, h0, s, equi):
+        """Per irrep slot: (E, channels, 2L+1) of [H0 spins, S] and the slot's descriptors."""
+        out = self._slots(torch.cat([h0, s[:, None]], dim=1))
+        if self.num_equi:
+            out = [torch.cat([x, equi[ir.l].to(x.dtype)], dim=1) if ir.p == (-1) ** ir.l else x
+                   for x, (_, ir) in zip(out, self.irreps)]
         return out
 
-    def forward(self, h0, s, r, env):
-        phi = self.basis(r, env)
+    def forward(self, h0, s, r, inv, equi=None):
+        phi = self.basis(r, inv)
         outs = [torch.einsum("ek,eid,kio->eod", phi, x, w).reshape(len(r), self.nspin, -1)
-                for x, w in zip(self._inputs(h0, s), self.weights)]
+                for x, w in zip(self._inputs(h0, s, equi), self.weights)]
         return torch.cat(outs, dim=-1)
 
     @torch.no_grad()
     def fit(self, batches, ridge: float = 1e-3) -> None:
-        """Least squares W from (h0, s, r, env, target) tuples (float64), features standardised, with
-        a ridge penalty ``ridge`` × the mean diagonal of the standardised normal matrix."""
+        """Least squares W from (h0, s, r, inv, equi, target) tuples (float64), features
+        standardised, with a ridge penalty ``ridge`` × the mean diagonal of the standardised
+        normal matrix."""
         normal = [0.0] * len(self.weights)
         rhs = [0.0] * len(self.weights)
-        for h0, s, r, env, target in batches:
-            phi = self.basis(r, env).double()
-            ys = self._inputs(target[:, :, :], target.new_zeros(target.shape[0], target.shape[2]))
-            for n, (x, y) in enumerate(zip(self._inputs(h0.double(), s.double()), ys)):
+        for h0, s, r, inv, equi, target in batches:
+            phi = self.basis(r, inv).double()
+            ys = self._slots(target)
+            equi = None if equi is None else [x.double() for x in equi]
+            for n, (x, y) in enumerate(zip(self._inputs(h0.double(), s.double(), equi), ys)):
                 feats = torch.einsum("ek,eid->edki", phi, x).flatten(2).flatten(0, 1)
-                mul_out = self.weights[n].shape[2]
-                y = y.double()[:, :mul_out].transpose(1, 2).flatten(0, 1)
+                y = y.double().transpose(1, 2).flatten(0, 1)
                 normal[n] = normal[n] + feats.T @ feats
                 rhs[n] = rhs[n] + feats.T @ y
         for n, w in enumerate(self.weights):

@@ -60,7 +60,7 @@ def predict(h0: Hamiltonian, checkpoint, max_edges_per_chunk: int | None = None,
     """
     ckpt = checkpoint if isinstance(checkpoint, Checkpoint) else load(checkpoint)
     dh = predict_delta(h0, ckpt, max_edges_per_chunk, progress)
-    h = h0.H0.with_pairs(dh.pairs) + dh
+    h = h0.H0 + dh  # on H0's pattern ∪ the model's (ΔH is zero outside the overlap)
     prov = dict(h0.provenance, model=ckpt.meta.get("path"), predicted="H = H0 + ΔH_pred")
     return Hamiltonian(h0.atoms.copy(), h0.basis, H=h, S=h0.S, H0=h0.H0, nelec=h0.nelec,
                        h0_kind=h0.h0_kind, provenance=prov, settings=dict(h0.settings))

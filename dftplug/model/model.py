@@ -42,6 +42,7 @@ from e3nn import o3
 from torch import nn
 
 from .blocks import BlockLinearResponse, GatedLinear, Interaction, RadialBasis, irreps_by_l, scatter_sum
+from .descriptors import EdgeDescriptors
 from .convolution import EdgeGeometry
 from .graph import Graph
 from .irreps import BasisLayout
@@ -59,11 +60,11 @@ class ModelConfig:
     r_max: float = 10.0               # Å, radial envelope cutoff (set from the data by training)
     avg_neighbors: float = 100.0      # mean edges per atom (set from the data by training)
     linear_response: bool = True      # fit and add the closed-form linear response of H0/S
-    response_basis: int = 16          # Gaussians of |r_ij| of the linear response
+    response_basis: int = 12          # Gaussians of |r_ij| of the linear response
     response_r_max: float = 12.0      # Å, its cutoff (set by training: 99.9 % of Σ|ΔH| lies inside)
     response_ridge: float = 1e-3      # its ridge penalty (relative; 1e-3 generalises on si8)
-    env_basis: int = 8                # Gaussians per neighbour species of the atoms' environment
-    env_r_max: float = 6.0            # Å, cutoff of the environment invariants
+    env_basis: int = 3                # radial channels per neighbour species of the atom densities
+    env_r_max: float = 6.0            # Å, cutoff of the atom densities (:mod:`.descriptors`)
     dtype: str = "float32"
     tensor_product: str = "cg"        # node convolution back-end: "cg" (e3nn) or "local_frame" (SO(2))
 
@@ -133,10 +134,11 @@ class DeltaHModel(nn.Module):
                         c.avg_neighbors, c.tensor_product) for _ in range(c.num_layers)])
         self.readout_edge = GatedLinear(self.irreps_edge, self.irreps_edge)
         self.readouts = nn.ModuleList([o3.Linear(self.irreps_edge, p.irreps * nspin) for p in pairs])
-        self.env_radial = RadialBasis(c.env_r_max, c.env_basis)
-        n_env = c.env_basis * len(layout.species)
-        self.response = nn.ModuleList([BlockLinearResponse(p.irreps, nspin, c.response_r_max, c.response_basis, n_env)
-                                       for p in pairs])
+        self.descriptors = EdgeDescriptors(len(layout.species), c.env_r_max, c.env_basis, layout.lmax,
+                                           c.avg_neighbors)
+        self.response = nn.ModuleList([
+            BlockLinearResponse(p.irreps, nspin, c.response_r_max, c.response_basis,
+                                self.descriptors.num_invariants, self.descriptors.num_equivariant) for p in pairs])
         self.mu_readout = nn.Linear(self.irreps_node.count("0e"), nspin)  # in units of mu_scale
         self.register_buffer("mu_scale", torch.tensor(1e-2))  # eV, set from the data
         with torch.no_grad():  # start from ΔH = 0, i.e. exactly the H0 baseline
@@ -169,16 +171,18 @@ class DeltaHModel(nn.Module):
             h0 = [g.h0[t] for g in graphs]
             s = [g.s[t] for g in graphs]
             r = [g.edge_vec[e].norm(dim=-1) for g, e in zip(graphs, edges)]
-            env = [self.environment(g.to(dtype=self.mu_scale.dtype))[e] for g, e in zip(graphs, edges)]
+            desc = [self.descriptors(g.to(dtype=self.mu_scale.dtype)) for g in graphs]
+            inv = [d[0][e] for d, e in zip(desc, edges)]
+            equi = [[x[e] for x in d[1]] for d, e in zip(desc, edges)]
             dh = [g.target[t] for g in graphs]
             getattr(self, f"input_scale_{t}").copy_(torch.cat([
                 _channel_rms(torch.cat(h0).flatten(0, 1), chan).expand(self.layout.nspin, -1),
                 _channel_rms(torch.cat(s), chan)[None]]))
             dtype = getattr(self, f"input_scale_{t}").dtype
             if self.config.linear_response:
-                self.response[t].fit(zip(h0, s, r, env, dh), self.config.response_ridge)
-            rest = [y - self.response[t](a.to(dtype), b.to(dtype), c.to(dtype), d).double()
-                    for a, b, c, d, y in zip(h0, s, r, env, dh)]
+                self.response[t].fit(zip(h0, s, r, inv, equi, dh), self.config.response_ridge)
+            rest = [y - self.response[t](a.to(dtype), b.to(dtype), c.to(dtype), d, q).double()
+                    for a, b, c, d, q, y in zip(h0, s, r, inv, equi, dh)]
             for n, (x, b) in enumerate(zip(rest, s)):
                 rs[n] += float((x * b.double()[:, None]).sum())
                 ss[n] += float(x.shape[1] * b.double().pow(2).sum())
@@ -205,17 +209,6 @@ class DeltaHModel(nn.Module):
         last = int(math.ceil(self.config.r_max / self.BOND_BIN)) + 1
         return torch.where(r < 1e-8, 0, (r / self.BOND_BIN).long().clamp_max(last - 1) + 1)
 
-    def environment(self, g: Graph) -> torch.Tensor:
-        """Invariants of each edge's two atoms, (E, env_basis · nspecies): u_i + u_j with
-        u_i = (1/n̄) Σ_{j ≠ i} G(|r_ij|) ⊗ onehot(species_j), G = Gaussians up to env_r_max.
-        (A two-body density descriptor: how crowded, and by what, each end of the bond is.)"""
-        r = g.edge_vec.norm(dim=-1)
-        g_r = self.env_radial(r) * (r > 1e-8)[:, None]
-        onehot = torch.nn.functional.one_hot(g.species[g.edge_dst], len(self.layout.species)).to(g_r.dtype)
-        u = scatter_sum((onehot[:, :, None] * g_r[:, None, :]).flatten(1), g.edge_src, len(g.species))
-        u = u / self.config.avg_neighbors
-        return u[g.edge_src] + u[g.edge_dst]
-
     # ----------------------------------------------------------------- forward
     def forward(self, g: Graph):
         layout, nspin = self.layout, self.layout.nspin
@@ -235,11 +228,12 @@ class DeltaHModel(nn.Module):
         for layer in self.layers:
             h, z = layer(h, z, geometry, invariants, g.edge_src, g.edge_dst)
         z = self.readout_edge(z)
-        env = self.environment(g)
+        inv, equi = self.descriptors(g)
         bins = self._bond_bins(r)
         raw = [self.readouts[t](z[edges]).view(len(edges), nspin, -1) * getattr(self, f"output_scale_{t}")
                * getattr(self, f"bond_scale_{t}")[bins[edges]][:, None, None]
-               + self.response[t](g.h0[t], g.s[t], r[edges], env[edges]) for t, edges in enumerate(g.type_edges)]
+               + self.response[t](g.h0[t], g.s[t], r[edges], inv[edges], [x[edges] for x in equi])
+               for t, edges in enumerate(g.type_edges)]
         mu = scatter_sum(self.mu_readout(h[:, : self.mu_readout.in_features]), g.node_graph, g.n_graphs)
         mu = self.mu_scale * mu / scatter_sum(torch.ones_like(h[:, :1]), g.node_graph, g.n_graphs)
         return self._hermitian(g, raw, mu), mu

@@ -24,7 +24,7 @@ from dftplug.fileio import atomic_path
 
 from . import checkpoint as ckpt_io
 from . import distributed, streaming
-from .graph import Graph, build_graph, collate
+from .graph import Graph, build_graph, collate, graph_pairs
 from .irreps import BasisLayout
 from .loss import LossWeights, error_sums, loss_terms
 from .model import DeltaHModel, ModelConfig
@@ -98,8 +98,26 @@ def data_description(items) -> dict:
             if s in shells and h.basis.ls(s) != [sh.l for sh in shells[s]]:
                 raise MismatchError(f"{name}: basis of {s} differs from the other structures")
             shells.setdefault(s, h.basis.shells[s])
+    outside = max(delta_h_outside_pattern(h) for _, h in items)
+    if outside > OUTSIDE_PATTERN_TOLERANCE:
+        raise MismatchError(f"H − H0 reaches {1e3 * outside:.3g} meV on blocks where the orbitals do not overlap; "
+                            "the model predicts ΔH on the overlap pattern only (local-potential change, "
+                            "see dftplug.model.graph.graph_pairs): data of another kind (e.g. hybrid functionals)")
     return {"code": code, "code_versions": sorted(versions), "h0_kind": kind, "nspin": nspin,
-            "basis": Basis(shells).to_json(), "species": list(shells)}
+            "basis": Basis(shells).to_json(), "species": list(shells),
+            "max_delta_h_outside_overlap_eV": outside}
+
+
+OUTSIDE_PATTERN_TOLERANCE = 1e-4  # eV
+
+
+def delta_h_outside_pattern(h) -> float:
+    """max |H − H0| (eV) on the blocks outside the model's edge pattern (0 when all are inside)."""
+    dh = h.delta_h()
+    inside = dh.find(graph_pairs(h))
+    rest = np.ones(len(dh.pairs), bool)
+    rest[inside[inside >= 0]] = False
+    return float(np.abs(dh.data[:, np.repeat(rest, dh.block_sizes())]).max(initial=0.0))
 
 
 def split(names: list[str], fraction: float, seed: int) -> tuple[list[int], list[int]]:
