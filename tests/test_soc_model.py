@@ -20,7 +20,7 @@ from dftplug.orbitals import block_rotation, wigner_d
 from dftplug.parsers import abacus as ab
 from dftplug.parsers import siesta as si
 
-from .conftest import FIXTURES, TINY_MODEL_TOML
+from .conftest import FIXTURES, TINY_MODEL_TOML, shared_path
 from .test_model import delta, random_model
 from .test_soc_symmetry import PAULI
 
@@ -145,3 +145,75 @@ def test_prediction_is_hermitian(pt):
     d = delta(predict(with_magnetic_h0(pt), spinor_model(pt)))
     assert d.nspin == 4 and np.iscomplexobj(d.data)
     assert d.hermiticity_error() <= 1e-12 * np.abs(d.data).max()
+
+
+# ------------------------------------------------------------------ training, inference, refusals
+TRAIN_TOML = """
+[train]
+epochs = 4
+val_fraction = 0.0
+lr = 1e-2
+kspace_weight = 0.0
+""" + TINY_MODEL_TOML + "linear_response = false\n"  # the network itself must learn
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A tiny SOC model trained by the CLI on SIESTA fcc Pt (scf + h0, one structure)."""
+    work = tmp_path_factory.mktemp("soc")
+    data, cfg, model = work / "pt.h5", work / "t.toml", work / "m.pt"
+    cfg.write_text(TRAIN_TOML)
+    runner = CliRunner()
+    res = runner.invoke(main, ["convert", str(PT / "scf"), "-o", str(data), "-j", "1"])
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(main, ["train", str(data), "-o", str(model), "--config", str(cfg), "--json"])
+    assert res.exit_code == 0, res.output
+    return model, json.loads(res.output[res.output.index("{"):])
+
+
+def test_soc_training_beats_h0(trained):
+    model, summary = trained
+    rows = np.genfromtxt(model.with_suffix(".log.csv"), delimiter=",", names=True)
+    assert rows["loss_total"][-1] < rows["loss_total"][0]
+    assert summary["best_val_mae_meV"] < summary["h0_val_mae_meV"]  # MAE over the complex spinor elements
+
+
+def test_soc_checkpoint_and_infer_writes_native_files(trained, pt, tmp_path):
+    from .test_siesta import _plain_copy
+    from dftplug.dataset import read_dataset
+    from dftplug.model import load
+
+    model, _ = trained
+    ck = load(model)
+    assert ck.meta["layout"]["nspin"] == 4 and ck.meta["nspin"] == 4
+    out = tmp_path / "guess"
+    res = CliRunner().invoke(main, ["infer", str(PT / "h0"), "--model", str(model), "-o", str(out),
+                                    "--write", "siesta", "--write", "h5", "--json"])
+    assert res.exit_code == 0, res.output
+    (pred,) = read_dataset(out / "predicted.h5")
+    dh = pred.H - pred.H0
+    assert pred.nspin == 4 and np.abs(dh.data).max() > 0
+    assert dh.hermiticity_error() < 1e-6 * np.abs(dh.data).max()  # a float32 model
+    run = _plain_copy(PT / "h0", tmp_path / "run", keep={"out", "XV", "fdf"})
+    (run / "pt_fcc.TSHS").write_bytes((out / "pt_fcc.TSHS").read_bytes())
+    back = si.read_run(run)
+    stored = np.abs(pred.H0.with_pairs(back.H.pairs).data) > 0  # the run's own (element) sparsity
+    err = np.abs((back.H - pred.H.with_pairs(back.H.pairs)).data)
+    assert back.nspin == 4 and err[stored].max() < 1e-9 and stored.sum() > 1000
+
+
+def test_spin_kind_mismatch_is_refused(trained, pt):
+    """A SOC checkpoint on nspin-1 data and an nspin-1 checkpoint on SOC data: ModelMismatchError
+    naming both, and exit code 2 from the CLI."""
+    from dftplug.model import load
+
+    model, _ = trained
+    plain = FIXTURES / "siesta" / "si_diamond" / "h0"
+    res = CliRunner().invoke(main, ["infer", str(plain), "--model", str(model), "-o", "unused"])
+    assert res.exit_code == 2 and "nspin 1" in res.output and "spin-orbit" in res.output
+    h = si.read_h0(plain)
+    with pytest.raises(ModelMismatchError, match=r"nspin 1 \(spin-restricted\) data, model trained on nspin 4"):
+        predict(h, load(model))
+    soc_h0 = shared_path("fixtures", "soc", "abacus311", "pb_fcc", "h0_smallmag")
+    res = CliRunner().invoke(main, ["infer", str(soc_h0), "--model", "abacus_si8", "-o", "unused"])
+    assert res.exit_code == 2 and "nspin 4 (spin-orbit) data, model trained on nspin 1" in res.output

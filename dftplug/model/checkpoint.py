@@ -68,6 +68,9 @@ class Checkpoint:
             raise ModelMismatchError(f"{tag}data from {code!r}, model trained on {meta['code']!r} data")
         if h.h0_kind != meta["h0_kind"]:
             raise ModelMismatchError(f"{tag}H0 kind {h.h0_kind!r}, model trained on {meta['h0_kind']!r}")
+        if h.nspin != self.layout.nspin:
+            raise ModelMismatchError(f"{tag}{_spin_kind(h.nspin)} data, model trained on "
+                                     f"{_spin_kind(self.layout.nspin)} data")
         unknown = sorted(set(h.symbols) - set(self.layout.species))
         if unknown:
             raise ModelMismatchError(f"{tag}species {', '.join(unknown)} unknown to the model "
@@ -77,9 +80,6 @@ class Checkpoint:
             if have != want:
                 raise ModelMismatchError(f"{tag}basis of {s} is {h.basis.label(s)} (l = {have}), model "
                                          f"trained on {self.basis.label(s)} (l = {want})")
-        if h.nspin != self.layout.nspin:
-            raise ModelMismatchError(f"{tag}{_spin_kind(h.nspin)} data, model trained on "
-                                     f"{_spin_kind(self.layout.nspin)} data")
 
 
 def _spin_kind(nspin: int) -> str:
