@@ -10,6 +10,9 @@ splits the residual into its best constant and the rest, with μ* in closed form
     μ* = ⟨r, S⟩ / ⟨S, S⟩   (sums over all elements and spin channels of the structure),
     r' = r − μ* S.
 
+For spin–orbit data (nspin 4, the 8 real spin channels of :mod:`.spinor`) S ⊗ 1₂ lives in Re h_0
+only: μ* and the shift use that channel, and the other seven enter r' unchanged.
+
 Loss (dimensionless; σ = RMS of the training targets ΔH, eV):
 
     L_real  = mean(r'²) / σ² + mean(|r'|) / σ

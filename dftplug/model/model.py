@@ -105,6 +105,8 @@ class DeltaHModel(nn.Module):
 
     ``forward(graph)`` returns (blocks, mu): blocks is a list over edge types t of
     (E_t, nspin, dim_t) irreps features of ΔH (Hermitian by construction), mu (n_graphs, nspin) eV.
+    Spin–orbit data (nspin 4) uses the subclass :class:`.spinor_model.SpinorDeltaHModel`
+    (:func:`make_model`); this class then carries its Re h_0 channel.
     """
 
     def __init__(self, layout: BasisLayout, config: ModelConfig | None = None):
