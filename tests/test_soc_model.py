@@ -108,11 +108,18 @@ def test_vector_layout_is_orthogonal_and_rotates_as_axial_vector_irreps(improper
 
 
 # ------------------------------------------------------------------ the model's symmetries (float64)
+def pb():
+    """ABACUS fcc Pb (s, p, d, f: odd-parity blocks and 0o spin-vector irreps) with H0 of h0_smallmag."""
+    h0 = ab.read_h0(shared_path("fixtures", "soc", "abacus311", "pb_fcc", "h0_smallmag"))
+    return ab.read_run(PB, with_matrices=("H", "S")).attach_h0(h0)
+
+
+@pytest.mark.parametrize("system", ["Pt", "Pb"])
 @pytest.mark.parametrize("improper", [False, True])
-def test_prediction_rotates_with_orbital_and_spin_rotations(pt, improper):
+def test_prediction_rotates_with_orbital_and_spin_rotations(pt, system, improper):
     """ΔH(rotated structure, rotated H0/S) = (D ⊗ D^{1/2}) ΔH (D ⊗ D^{1/2})† to 1e-10; rotating the
     orbitals only is wrong (guard: the test can fail)."""
-    h = with_magnetic_h0(pt)
+    h = with_magnetic_h0(pt if system == "Pt" else pb())
     ck = spinor_model(h)
     rot = Rotation.random(random_state=5).as_matrix() * (-1 if improper else 1)
     ref = delta(predict(h, ck))
@@ -123,7 +130,7 @@ def test_prediction_rotates_with_orbital_and_spin_rotations(pt, improper):
     scale = np.abs(ref.data).max()
     err = np.abs((got - expected).data).max() / scale
     assert err < 1e-10, err
-    orbital_only = ref.transform(np.zeros(1, np.int64), [block_rotation(h.basis.ls("Pt"), rot)])
+    orbital_only = ref.transform(np.zeros(1, np.int64), [block_rotation(h.basis.ls(system), rot)])
     assert np.abs((got - orbital_only).data).max() / scale > 1e-3
 
 

@@ -25,7 +25,9 @@ def scatter_sum(src: torch.Tensor, index: torch.Tensor, n: int) -> torch.Tensor:
 def irreps_by_l(muls, irreps_needed: o3.Irreps, lmax: int, both_parities: bool) -> o3.Irreps:
     """Hidden irreps with multiplicity ``muls[l]`` (last value repeated for larger l) for every
     l ≤ ``lmax``: 0e plus, for l ≥ 1, both parities or (not ``both_parities``) only those in
-    ``irreps_needed``, 0o included when needed (spin-vector channels of p-shells, :mod:`.spinor`)."""
+    ``irreps_needed``, 0o included when needed (spin-vector channels of p-shells, :mod:`.spinor`).
+    Sorted by (l, parity) except that 0e comes first (before 0o): :class:`GatedLinear` outputs its 0e
+    scalars first, and the models read the invariants from the leading 0e block."""
     needed = {ir for _, ir in irreps_needed}
     out = []
     for l in range(lmax + 1):
@@ -34,7 +36,9 @@ def irreps_by_l(muls, irreps_needed: o3.Irreps, lmax: int, both_parities: bool) 
             ir = o3.Irrep(l, p)
             if ir == o3.Irrep(0, 1) or (both_parities and l > 0) or (not both_parities and ir in needed):
                 out.append((mul, ir))
-    return o3.Irreps(out).sort().irreps.simplify()
+    irreps = o3.Irreps(out).sort().irreps.simplify()
+    scalar = o3.Irrep(0, 1)
+    return o3.Irreps([x for x in irreps if x.ir == scalar] + [x for x in irreps if x.ir != scalar])
 
 
 class RadialBasis(nn.Module):

@@ -146,7 +146,7 @@ class DeltaHModel(nn.Module):
                 lin.weight.zero_()
             self.mu_readout.weight.zero_()
             self.mu_readout.bias.zero_()
-        self._scalar_edge = self.irreps_edge.slices()[[ir for _, ir in self.irreps_edge].index(o3.Irrep(0, 1))]
+        self._scalar_edge = self.irreps_edge.slices()[0]  # 0e comes first after sorting
         for t, p in enumerate(pairs):
             q = layout.pairs[layout.partner_type(t)]
             self.register_buffer(f"transpose_{t}", torch.as_tensor(q.transpose_matrix(p)))
