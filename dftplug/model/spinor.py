@@ -43,7 +43,7 @@ from dftplug.blocksparse import BlockSparse
 from .irreps import PairLayout, irrep_channels
 
 REAL_CHANNELS = ("Re h0", "Im hx", "Im hy", "Im hz", "Im h0", "Re hx", "Re hy", "Re hz")
-T_EVEN, T_ODD = slice(0, 4), slice(4, 8)
+T_ODD = slice(4, 8)                                 # Im h_0, Re h_x, Re h_y, Re h_z
 EVEN_VECTOR, ODD_VECTOR = slice(1, 4), slice(5, 8)  # (x, y, z) components of Im h_a, Re h_a
 ODD_SCALAR = 4                                      # Im h_0
 TRANSPOSE_SIGN = (1.0, -1.0, -1.0, -1.0, -1.0, 1.0, 1.0, 1.0)  # + real (symmetric), − imaginary parts
