@@ -1,12 +1,15 @@
 """`dftplug infer --write siesta|openmx|deeph` end to end: a tiny model trained on the code's own
 fixture, then the zeroth-step run -> files the code (or its tools) read back."""
 import json
+import shutil
 
 import numpy as np
 import pytest
 from click.testing import CliRunner
 
 from dftplug.cli import main
+from dftplug.dataset import read_dataset
+from dftplug.parsers import abacus as ab
 from dftplug.parsers import openmx as omx
 from dftplug.parsers import siesta as si
 from dftplug.parsers.deeph import read_deeph
@@ -78,12 +81,26 @@ def test_wrong_code_is_refused(tmp_path):
     assert res.exit_code == 2 and "error" in res.output
 
 
-def test_spin_orbit_data_is_refused_by_the_model(tmp_path):
+def test_spin_orbit_model_writes_abacus_files(tmp_path):
+    """nspin 4 end to end on ABACUS fcc Pb (scf + h0_smallmag): train, infer, and the written
+    spinor hrs1_nao.csr reads back as the predicted H (8-digit csr values)."""
     run = FIXTURES / "soc" / "abacus311" / "pb_fcc" / "scf"
-    data, cfg = tmp_path / "soc.h5", tmp_path / "t.toml"
-    cfg.write_text(TINY)
     h0 = shared_path("fixtures", "soc", "abacus311", "pb_fcc", "h0_smallmag")
+    data, cfg, model = tmp_path / "soc.h5", tmp_path / "t.toml", tmp_path / "m.pt"
+    cfg.write_text(TINY)
     res = CliRunner().invoke(main, ["convert", str(run), "--h0", str(h0), "-o", str(data)])
     assert res.exit_code == 0, res.output
-    res = CliRunner().invoke(main, ["train", str(data), "-o", str(tmp_path / "m.pt"), "--config", str(cfg)])
-    assert res.exit_code == 2 and "spin-orbit" in res.output
+    res = CliRunner().invoke(main, ["train", str(data), "-o", str(model), "--config", str(cfg)])
+    assert res.exit_code == 0, res.output
+    out = tmp_path / "guess"
+    res = CliRunner().invoke(main, ["infer", str(h0), "--model", str(model), "-o", str(out), "--write", "abacus",
+                                    "--write", "h5", "--s-from", str(run), "--json"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.output)["structure"]["nspin"] == 4
+    (pred,) = read_dataset(out / "predicted.h5")
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    (copy / "OUT.pb_fcc" / "hrs1_nao.csr.xz").unlink()
+    shutil.copy(out / "hrs1_nao.csr", copy / "OUT.pb_fcc" / "hrs1_nao.csr")
+    back = ab.read_run(copy, with_matrices=("H",))
+    assert back.nspin == 4 and np.abs((back.H - pred.H).data).max() < 1e-6

@@ -9,7 +9,7 @@ from dftplug.model.checkpoint import Checkpoint, ModelMismatchError
 from dftplug.model.graph import build_graph
 from dftplug.model.infer import predict
 from dftplug.model.irreps import BasisLayout, PairLayout
-from dftplug.model.model import DeltaHModel, ModelConfig
+from dftplug.model.model import ModelConfig, make_model
 from dftplug.orbitals import block_rotation, wigner_d
 from dftplug.parsers import abacus as ab
 
@@ -30,7 +30,7 @@ def random_model(h, dtype="float64", seed=0, **config) -> Checkpoint:
     """A float64 model with random (non-zero) readouts, statistics from ``h``; ``config`` overrides TINY."""
     torch.manual_seed(seed)
     layout = BasisLayout.from_basis(h.basis, list(dict.fromkeys(h.symbols)), h.nspin)
-    model = DeltaHModel(layout, ModelConfig(dtype=dtype, **{**TINY, **config}))
+    model = make_model(layout, ModelConfig(dtype=dtype, **{**TINY, **config}))
     model.set_statistics([build_graph(h, layout)])
     with torch.no_grad():
         for lin in model.readouts:

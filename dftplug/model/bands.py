@@ -14,10 +14,12 @@ from dftplug.kspace import BlochSum, solve_generalized
 
 def band_energies(h: BlockSparse, s: BlockSparse, k, spin: int = 0, vectors: bool = False):
     """Eigenvalues (eV, ascending) of H(k) c = ε S(k) c at one k-point, and the S-normalised
-    eigenvectors (columns) when ``vectors`` (nspin 1/2; the toolkit's overlap guard applies)."""
+    eigenvectors (columns) when ``vectors`` (the toolkit's overlap guard applies). nspin 4: the
+    2·nao spinor levels of H(k) with S(k) ⊗ 1₂ (``spin`` ignored)."""
     k = np.asarray(k, float).reshape(1, 3)
-    hk = BlochSum(h).dense(k)[min(spin, h.nspin - 1), 0]
-    sk = BlochSum(s).dense(k)[0, 0]
+    spinor = h.nspin == 4
+    hk = BlochSum(h).dense(k, spinor=spinor)[0 if spinor else min(spin, h.nspin - 1), 0]
+    sk = BlochSum(s).dense(k, spinor=spinor)[0, 0]
     sol = solve_generalized(hk, sk, vectors=vectors)
     return (sol.energies, sol.vectors) if vectors else sol.energies
 

@@ -24,16 +24,21 @@ def scatter_sum(src: torch.Tensor, index: torch.Tensor, n: int) -> torch.Tensor:
 
 def irreps_by_l(muls, irreps_needed: o3.Irreps, lmax: int, both_parities: bool) -> o3.Irreps:
     """Hidden irreps with multiplicity ``muls[l]`` (last value repeated for larger l) for every
-    l ≤ ``lmax``: 0e plus, for l ≥ 1, both parities or only those in ``irreps_needed``."""
+    l ≤ ``lmax``: 0e plus, for l ≥ 1, both parities or (not ``both_parities``) only those in
+    ``irreps_needed``, 0o included when needed (spin-vector channels of p-shells, :mod:`.spinor`).
+    Sorted by (l, parity) except that 0e comes first (before 0o): :class:`GatedLinear` outputs its 0e
+    scalars first, and the models read the invariants from the leading 0e block."""
     needed = {ir for _, ir in irreps_needed}
     out = []
     for l in range(lmax + 1):
         mul = muls[min(l, len(muls) - 1)]
-        for p in ((1,) if l == 0 else (1, -1)):
+        for p in (1, -1):
             ir = o3.Irrep(l, p)
-            if both_parities or ir in needed or l == 0:
+            if ir == o3.Irrep(0, 1) or (both_parities and l > 0) or (not both_parities and ir in needed):
                 out.append((mul, ir))
-    return o3.Irreps(out).sort().irreps.simplify()
+    irreps = o3.Irreps(out).sort().irreps.simplify()
+    scalar = o3.Irrep(0, 1)
+    return o3.Irreps([x for x in irreps if x.ir == scalar] + [x for x in irreps if x.ir != scalar])
 
 
 class RadialBasis(nn.Module):
@@ -68,12 +73,13 @@ def rms_norm(x: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
 
 class GatedLinear(nn.Module):
     """Linear map irreps_in → irreps_out followed by a gate nonlinearity (NequIP / HamGNN):
-    scalars pass through SiLU, every l > 0 irrep is multiplied by sigmoid of its own scalar gate."""
+    scalars (0e) pass through SiLU, every other irrep (pseudoscalars 0o included: SiLU is not odd)
+    is multiplied by sigmoid of its own scalar gate."""
 
     def __init__(self, irreps_in: o3.Irreps, irreps_out: o3.Irreps):
         super().__init__()
-        scalars = o3.Irreps([(m, ir) for m, ir in irreps_out if ir.l == 0])
-        gated = o3.Irreps([(m, ir) for m, ir in irreps_out if ir.l > 0])
+        scalars = o3.Irreps([(m, ir) for m, ir in irreps_out if ir == o3.Irrep(0, 1)])
+        gated = o3.Irreps([(m, ir) for m, ir in irreps_out if ir != o3.Irrep(0, 1)])
         gates = o3.Irreps(f"{gated.num_irreps}x0e")
         self.gate = e3nn_nn.Gate(scalars, [torch.nn.functional.silu] * len(scalars),
                                  gates, [torch.sigmoid], gated)

@@ -29,7 +29,7 @@ from dftplug.fileio import atomic_path
 from dftplug.hamiltonian import Hamiltonian
 
 from .irreps import BasisLayout
-from .model import DeltaHModel, ModelConfig
+from .model import DeltaHModel, ModelConfig, make_model
 
 FORMAT = "dftplug-model"
 FORMAT_VERSION = 1
@@ -68,6 +68,9 @@ class Checkpoint:
             raise ModelMismatchError(f"{tag}data from {code!r}, model trained on {meta['code']!r} data")
         if h.h0_kind != meta["h0_kind"]:
             raise ModelMismatchError(f"{tag}H0 kind {h.h0_kind!r}, model trained on {meta['h0_kind']!r}")
+        if h.nspin != self.layout.nspin:
+            raise ModelMismatchError(f"{tag}{_spin_kind(h.nspin)} data, model trained on "
+                                     f"{_spin_kind(self.layout.nspin)} data")
         unknown = sorted(set(h.symbols) - set(self.layout.species))
         if unknown:
             raise ModelMismatchError(f"{tag}species {', '.join(unknown)} unknown to the model "
@@ -77,8 +80,11 @@ class Checkpoint:
             if have != want:
                 raise ModelMismatchError(f"{tag}basis of {s} is {h.basis.label(s)} (l = {have}), model "
                                          f"trained on {self.basis.label(s)} (l = {want})")
-        if h.nspin != self.layout.nspin:
-            raise ModelMismatchError(f"{tag}nspin {h.nspin}, model trained on nspin {self.layout.nspin}")
+
+
+def _spin_kind(nspin: int) -> str:
+    return {1: "nspin 1 (spin-restricted)", 2: "nspin 2 (collinear spin)",
+            4: "nspin 4 (spin-orbit)"}.get(nspin, f"nspin {nspin}")
 
 
 def checkpoint_dict(model: DeltaHModel, meta: dict) -> dict:
@@ -123,7 +129,7 @@ def load(name_or_path, device="cpu", dtype: str | None = None) -> Checkpoint:
         raise CheckpointError(f"{path}: checkpoint format_version {d.get('format_version')} is not {FORMAT_VERSION}")
     cfg = dict(d["model_config"], **({"dtype": dtype} if dtype else {}))
     config = ModelConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in cfg.items()})
-    model = DeltaHModel(BasisLayout.from_dict(d["layout"]), config)
+    model = make_model(BasisLayout.from_dict(d["layout"]), config)
     model.load_state_dict(d["state_dict"])
     model.to(device).eval()
     meta = {k: v for k, v in d.items() if k not in ("state_dict", "resume")}

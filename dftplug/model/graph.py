@@ -22,6 +22,7 @@ from dftplug.hamiltonian import Hamiltonian
 
 from .bands import band_energies, sample_kpoints
 from .irreps import BasisLayout
+from .spinor import to_real_channels
 
 
 @dataclass
@@ -45,7 +46,8 @@ class KspaceData:
 @dataclass
 class Graph:
     """One structure, or a batch of several (see :func:`collate`). Shapes: N atoms, E edges,
-    T = nspecies² edge types, E_t edges of type t, dim_t = norb_a·norb_b, S = nspin."""
+    T = nspecies² edge types, E_t edges of type t, dim_t = norb_a·norb_b, S = nspin (nspin 1/2) or
+    the 8 real spin channels of :mod:`.spinor` (nspin 4, spin–orbit)."""
 
     names: list[str]
     species: torch.Tensor          # (N,) long, index into the layout's species
@@ -120,6 +122,12 @@ def _irreps_of(m: BlockSparse, type_edges, layout: BasisLayout, types) -> list:
     return out
 
 
+def _real_channels(m: BlockSparse) -> BlockSparse:
+    """The model's real channels of a matrix: itself (nspin 1/2), or the 8 real spin channels of a
+    spin–orbit spinor matrix (nspin 4, :func:`.spinor.to_real_channels`)."""
+    return to_real_channels(m) if m.nspin == 4 else m
+
+
 def build_graph(h: Hamiltonian, layout: BasisLayout, name: str = "", with_target: bool = True,
                 kpoints: int = 0, band_window: float = 3.0, seed: int = 0) -> Graph:
     """Tensors of ``h`` (with H0 and S; H too when ``with_target``) for a model of ``layout``.
@@ -130,7 +138,7 @@ def build_graph(h: Hamiltonian, layout: BasisLayout, name: str = "", with_target
     pairs = graph_pairs(h)
     norb = h.norb()
     kind = np.array([layout.species.index(s) for s in h.symbols], dtype=np.int64)
-    h0 = h.H0.with_pairs(pairs)
+    h0 = _real_channels(h.H0.with_pairs(pairs))
     s = h.S.with_pairs(pairs)
     ntypes = len(layout.pairs)
     etype = kind[pairs[:, 0]] * len(layout.species) + kind[pairs[:, 1]]
@@ -139,7 +147,7 @@ def build_graph(h: Hamiltonian, layout: BasisLayout, name: str = "", with_target
     s_irr = [x[:, 0] for x in _irreps_of(s, type_edges, layout, range(ntypes))]
     target = None
     if with_target:
-        target = _irreps_of((h.H - h.H0).with_pairs(pairs), type_edges, layout, range(ntypes))
+        target = _irreps_of(_real_channels((h.H - h.H0).with_pairs(pairs)), type_edges, layout, range(ntypes))
     kdata = None
     if kpoints > 0 and with_target and h.fermi_level is not None:
         kdata = _kspace_data(h, pairs, norb, type_edges, layout, kpoints, band_window,

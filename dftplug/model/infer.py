@@ -12,6 +12,7 @@ from .checkpoint import Checkpoint, load
 from .chunked import chunked
 from .graph import build_graph, graph_pairs
 from .loss import to_blocks
+from .spinor import from_real_channels
 
 
 def _device_dtype(ckpt: Checkpoint):
@@ -22,8 +23,9 @@ def _device_dtype(ckpt: Checkpoint):
 @torch.no_grad()
 def predict_delta(h: Hamiltonian, checkpoint: Checkpoint, max_edges_per_chunk: int | None = None,
                   progress: bool = False) -> BlockSparse:
-    """ΔH_pred (eV, float64) on the model's edge pattern of ``h`` (needs H0 and S; H is ignored
-    except for its block pattern). Refuses data the model was not trained for.
+    """ΔH_pred (eV, float64; complex spinor channels uu, ud, du, dd for nspin 4) on the model's
+    edge pattern of ``h`` (needs H0 and S; H is ignored except for its block pattern). Refuses
+    data the model was not trained for.
     ``max_edges_per_chunk`` bounds the edges the interaction layers process at once (memory cap for
     large structures, same result, :mod:`.chunked`); ``progress`` shows a bar over the chunks."""
     checkpoint.check_compatible(h)
@@ -40,13 +42,13 @@ def predict_delta(h: Hamiltonian, checkpoint: Checkpoint, max_edges_per_chunk: i
     pairs = graph_pairs(h)
     norb = h.norb()
     nnz = int(np.sum(norb[pairs[:, 0]] * norb[pairs[:, 1]]))
-    out = BlockSparse(norb, pairs, np.zeros((checkpoint.layout.nspin, nnz)))
+    out = BlockSparse(norb, pairs, np.zeros((checkpoint.layout.channels, nnz)))
     for edges, b in zip(g.type_edges, blocks):
         edges = edges.cpu().numpy()
         if len(edges):
             idx = out.offsets[edges][:, None] + np.arange(b.shape[2])
             out.data[:, idx] = b.double().cpu().numpy().transpose(1, 0, 2)
-    return out
+    return from_real_channels(out) if checkpoint.layout.nspin == 4 else out
 
 
 def predict(h0: Hamiltonian, checkpoint, max_edges_per_chunk: int | None = None,

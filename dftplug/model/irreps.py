@@ -83,8 +83,7 @@ class PairLayout:
     @cached_property
     def channel_of_feature(self) -> np.ndarray:
         """Index of the irrep channel (one multiplicity copy) each feature belongs to, (dim,)."""
-        sizes = [ir.dim for mul, ir in self.irreps for _ in range(mul)]
-        return np.repeat(np.arange(len(sizes)), sizes)
+        return irrep_channels(self.irreps)
 
     @cached_property
     def orbital_pair_type(self) -> np.ndarray:
@@ -97,6 +96,12 @@ class PairLayout:
         """(dim, dim) matrix T with features_ba(Bᵀ) = T @ features_ab(B); ``other`` is (b, a)."""
         perm = np.arange(self.dim).reshape(self.n_a, self.n_b).T.ravel()  # vec(Bᵀ) = vec(B)[perm]
         return other.Q[:, :] @ np.eye(self.dim)[perm] @ self.Q.T
+
+
+def irrep_channels(irreps: o3.Irreps) -> np.ndarray:
+    """Index of the irrep channel (one multiplicity copy) of every component of ``irreps``."""
+    sizes = [ir.dim for mul, ir in irreps for _ in range(mul)]
+    return np.repeat(np.arange(len(sizes)), sizes)
 
 
 def pair_type_label(code: int) -> str:
@@ -114,11 +119,22 @@ class BasisLayout:
 
     @classmethod
     def from_basis(cls, basis: Basis, species, nspin: int) -> "BasisLayout":
-        if nspin not in (1, 2):
-            raise MismatchError(f"nspin {nspin} (spin-orbit) data: the ΔH model covers nspin 1 and 2; "
-                                     "a time-reversal-equivariant spinor model is not implemented yet")
+        if nspin not in (1, 2, 4):
+            raise MismatchError(f"nspin {nspin}: the ΔH model covers nspin 1, 2 and 4 (spin-orbit)")
         species = tuple(species)
         return cls(species, tuple(tuple(basis.ls(s)) for s in species), int(nspin))
+
+    @property
+    def channels(self) -> int:
+        """Real channels of the graph's H0/ΔH features: nspin for nspin 1/2; for nspin 4 the 8 real
+        spin channels of :mod:`.spinor` (Re h_0, Im h_x,y,z, Im h_0, Re h_x,y,z)."""
+        return 8 if self.nspin == 4 else self.nspin
+
+    @property
+    def block_channels(self) -> int:
+        """Channels that are ordinary blocks, carry the gauge μ·S and go through the core network
+        (:class:`.model.DeltaHModel`): nspin for nspin 1/2, Re h_0 alone for nspin 4."""
+        return 1 if self.nspin == 4 else self.nspin
 
     @cached_property
     def pairs(self) -> list[PairLayout]:
@@ -135,13 +151,17 @@ class BasisLayout:
 
     @cached_property
     def lmax(self) -> int:
-        """Largest irrep L appearing in any block (2 × the largest shell l)."""
-        return 2 * max(max(ls) for ls in self.ls)
+        """Largest irrep L appearing in any block (2 × the largest shell l; + 1 for the spin
+        vector channels of nspin 4)."""
+        return max(ir.l for _, ir in self.block_irreps)
 
     @cached_property
     def block_irreps(self) -> o3.Irreps:
-        """Every irrep (L, parity) some block needs, multiplicity 1."""
+        """Every irrep (L, parity) some block needs, multiplicity 1; for nspin 4 also those of the
+        spin-vector channels, (L, p) ⊗ 1e = L' ∈ |L − 1| … L + 1 with the parity p (:mod:`.spinor`)."""
         irs = {ir for p in self.pairs for _, ir in p.irreps}
+        if self.nspin == 4:
+            irs |= {o3.Irrep(l, ir.p) for ir in irs for l in range(abs(ir.l - 1), ir.l + 2)}
         return o3.Irreps([(1, ir) for ir in sorted(irs, key=lambda ir: (ir.l, -ir.p))])
 
     def to_dict(self) -> dict:

@@ -10,6 +10,9 @@ splits the residual into its best constant and the rest, with μ* in closed form
     μ* = ⟨r, S⟩ / ⟨S, S⟩   (sums over all elements and spin channels of the structure),
     r' = r − μ* S.
 
+For spin–orbit data (nspin 4, the 8 real spin channels of :mod:`.spinor`) S ⊗ 1₂ lives in Re h_0
+only: μ* and the shift use that channel, and the other seven enter r' unchanged.
+
 Loss (dimensionless; σ = RMS of the training targets ΔH, eV):
 
     L_real  = mean(r'²) / σ² + mean(|r'|) / σ
@@ -37,6 +40,7 @@ import torch
 
 from .blocks import scatter_sum
 from .graph import Graph
+from .spinor import spinor_magnitude
 
 BAND_SCALE = 0.010  # eV, σ_k of the reciprocal-space term
 
@@ -47,18 +51,21 @@ class LossWeights:
     kspace: float = 0.0
 
 
-def residuals(pred: list, g: Graph):
+def residuals(pred: list, g: Graph, gauge_channels: int):
     """Gauge-split residuals: (r' per edge type (E_t, S, dim_t), μ* (n_graphs,) eV, ⟨S,S⟩ per
-    structure counted over spin channels)."""
-    nspin = pred[0].shape[1]
+    structure counted over spin channels). μ S lives in the first ``gauge_channels`` channels
+    (:attr:`.irreps.BasisLayout.block_channels`: every spin of nspin 1/2, Re h_0 of nspin 4)."""
+    n = gauge_channels
     rs = g.edge_vec.new_zeros(g.n_graphs)
     ss = g.edge_vec.new_zeros(g.n_graphs)
     res = [p - t for p, t in zip(pred, g.target)]
     for r, s, graph in zip(res, g.s, g.type_graph):
-        rs = rs + scatter_sum((r * s[:, None]).sum((1, 2)), graph, g.n_graphs)
-        ss = ss + scatter_sum(nspin * (s * s).sum(1), graph, g.n_graphs)
+        rs = rs + scatter_sum((r[:, :n] * s[:, None]).sum((1, 2)), graph, g.n_graphs)
+        ss = ss + scatter_sum(n * (s * s).sum(1), graph, g.n_graphs)
     mu = rs / ss.clamp_min(1e-30)
-    return [r - mu[graph][:, None, None] * s[:, None] for r, s, graph in zip(res, g.s, g.type_graph)], mu, ss
+    fixed = [torch.cat([r[:, :n] - mu[graph][:, None, None] * s[:, None], r[:, n:]], dim=1)
+             for r, s, graph in zip(res, g.s, g.type_graph)]
+    return fixed, mu, ss
 
 
 def band_residuals(res_blocks: list, g: Graph, n: int) -> torch.Tensor:
@@ -86,7 +93,7 @@ def to_blocks(features: list, layout) -> list:
 
 def loss_terms(pred: list, g: Graph, layout, sigma: float, weights: LossWeights) -> dict:
     """The loss L and its parts (module docstring); ``pred``/targets as irreps features."""
-    res, mu, ss = residuals(pred, g)
+    res, mu, ss = residuals(pred, g, layout.block_channels)
     flat = torch.cat([r.reshape(-1) for r in res])
     n_el = flat.numel()
     terms = {"real": (flat ** 2).mean() / sigma ** 2 + flat.abs().mean() / sigma,
@@ -104,15 +111,17 @@ def loss_terms(pred: list, g: Graph, layout, sigma: float, weights: LossWeights)
 @torch.no_grad()
 def error_sums(pred: list, g: Graph, layout) -> dict:
     """Sums for MAE in eV over block elements: |ΔH_pred − ΔH| (raw), after removing μ*·S
-    (gauge-fixed) and the H0 baseline |ΔH|, with the element count; per structure as well."""
-    res, mu, _ = residuals(pred, g)
-    raw = to_blocks([p - t for p, t in zip(pred, g.target)], layout)
-    fixed = to_blocks(res, layout)
-    base = to_blocks(g.target, layout)
+    (gauge-fixed) and the H0 baseline |ΔH|, with the element count; per structure as well.
+    nspin 4: over the complex spinor elements (|Δ| of uu, ud, du, dd)."""
+    res, mu, _ = residuals(pred, g, layout.block_channels)
+    size = spinor_magnitude if layout.nspin == 4 else torch.abs
+    raw = [size(x) for x in to_blocks([p - t for p, t in zip(pred, g.target)], layout)]
+    fixed = [size(x) for x in to_blocks(res, layout)]
+    base = [size(x) for x in to_blocks(g.target, layout)]
     out = {k: g.edge_vec.new_zeros(g.n_graphs, dtype=torch.float64) for k in ("raw", "fixed", "base", "count")}
     for t, graph in enumerate(g.type_graph):
         for key, x in (("raw", raw[t]), ("fixed", fixed[t]), ("base", base[t])):
-            out[key] += scatter_sum(x.abs().sum((1, 2)).double(), graph, g.n_graphs)
+            out[key] += scatter_sum(x.sum((1, 2)).double(), graph, g.n_graphs)
         out["count"] += scatter_sum(torch.full_like(graph, raw[t].shape[1] * raw[t].shape[2], dtype=torch.float64), graph, g.n_graphs)
     out["mu"] = mu
     return out

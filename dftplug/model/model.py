@@ -106,6 +106,8 @@ class DeltaHModel(nn.Module):
 
     ``forward(graph)`` returns (blocks, mu): blocks is a list over edge types t of
     (E_t, nspin, dim_t) irreps features of ΔH (Hermitian by construction), mu (n_graphs, nspin) eV.
+    Spin–orbit data (nspin 4) uses the subclass :class:`.spinor_model.SpinorDeltaHModel`
+    (:func:`make_model`); this class then carries its Re h_0 channel.
     """
 
     def __init__(self, layout: BasisLayout, config: ModelConfig | None = None):
@@ -118,7 +120,7 @@ class DeltaHModel(nn.Module):
         self.to(dtype)
 
     def _build(self, layout: BasisLayout, c: ModelConfig):
-        nspin, pairs = layout.nspin, layout.pairs
+        nspin, pairs = layout.block_channels, layout.pairs
         self.irreps_node = irreps_by_l(c.node_mul, layout.block_irreps, min(2, layout.lmax), True)
         self.irreps_sh = o3.Irreps.spherical_harmonics(self.irreps_node.lmax)
         self.irreps_edge = irreps_by_l(c.edge_mul, layout.block_irreps, layout.lmax, False)
@@ -176,7 +178,7 @@ class DeltaHModel(nn.Module):
             equi = [[x[e] for x in d[1]] for d, e in zip(desc, edges)]
             dh = [g.target[t] for g in graphs]
             getattr(self, f"input_scale_{t}").copy_(torch.cat([
-                _channel_rms(torch.cat(h0).flatten(0, 1), chan).expand(self.layout.nspin, -1),
+                _channel_rms(torch.cat(h0).flatten(0, 1), chan).expand(self.layout.block_channels, -1),
                 _channel_rms(torch.cat(s), chan)[None]]))
             dtype = getattr(self, f"input_scale_{t}").dtype
             if self.config.linear_response:
@@ -211,13 +213,8 @@ class DeltaHModel(nn.Module):
 
     # ----------------------------------------------------------------- forward
     def forward(self, g: Graph):
-        layout, nspin = self.layout, self.layout.nspin
-        n_nodes, n_edges = len(g.species), g.n_edges
-        z = g.edge_vec.new_zeros(n_edges, self.irreps_edge.dim)
-        for t, edges in enumerate(g.type_edges):
-            if len(edges):
-                x = torch.cat([g.h0[t], g.s[t][:, None]], dim=1) / getattr(self, f"input_scale_{t}")
-                z = z.index_copy(0, edges, self.encoders[t](x.flatten(1)))
+        n_nodes = len(g.species)
+        z = self._encode(g)
         r = g.edge_vec.norm(dim=-1)
         geometry = EdgeGeometry(g.edge_vec, self.irreps_sh.lmax)
         invariants = torch.cat([self.radial(r), z[:, self._scalar_edge]], dim=-1)
@@ -228,15 +225,30 @@ class DeltaHModel(nn.Module):
         for layer in self.layers:
             h, z = layer(h, z, geometry, invariants, g.edge_src, g.edge_dst)
         z = self.readout_edge(z)
-        inv, equi = self.descriptors(g)
-        bins = self._bond_bins(r)
-        raw = [self.readouts[t](z[edges]).view(len(edges), nspin, -1) * getattr(self, f"output_scale_{t}")
-               * getattr(self, f"bond_scale_{t}")[bins[edges]][:, None, None]
-               + self.response[t](g.h0[t], g.s[t], r[edges], inv[edges], [x[edges] for x in equi])
-               for t, edges in enumerate(g.type_edges)]
+        raw = self._readout(g, z, r, self.descriptors(g), self._bond_bins(r))
         mu = scatter_sum(self.mu_readout(h[:, : self.mu_readout.in_features]), g.node_graph, g.n_graphs)
         mu = self.mu_scale * mu / scatter_sum(torch.ones_like(h[:, :1]), g.node_graph, g.n_graphs)
         return self._hermitian(g, raw, mu), mu
+
+    def _encode(self, g: Graph) -> torch.Tensor:
+        """Pair features (E, irreps_edge) from the scaled H0 and S blocks of every edge."""
+        z = g.edge_vec.new_zeros(g.n_edges, self.irreps_edge.dim)
+        for t, edges in enumerate(g.type_edges):
+            if len(edges):
+                x = torch.cat([g.h0[t], g.s[t][:, None]], dim=1) / getattr(self, f"input_scale_{t}")
+                z = z.index_copy(0, edges, self.encoders[t](x.flatten(1)))
+        return z
+
+    def _readout(self, g: Graph, z, r, descriptors, bins) -> list:
+        """Per edge type, (E_t, channels, dim_t) features before the symmetrisation: scaled network
+        readout + linear response. z (E, irreps_edge), r (E,) Å, descriptors (invariants,
+        equivariants) of :class:`.descriptors.EdgeDescriptors`, bins (E,)."""
+        nspin = self.layout.block_channels
+        inv, equi = descriptors
+        return [self.readouts[t](z[edges]).view(len(edges), nspin, -1) * getattr(self, f"output_scale_{t}")
+                * getattr(self, f"bond_scale_{t}")[bins[edges]][:, None, None]
+                + self.response[t](g.h0[t], g.s[t], r[edges], inv[edges], [x[edges] for x in equi])
+                for t, edges in enumerate(g.type_edges)]
 
     def _hermitian(self, g: Graph, raw: list, mu: torch.Tensor) -> list:
         """½ [X_ij(R) + X_ji(−R)ᵀ] + μ S_ij(R) per edge type."""
@@ -250,3 +262,12 @@ class DeltaHModel(nn.Module):
             sym = 0.5 * (raw[t] + partner @ getattr(self, f"transpose_{t}").T)
             out.append(sym + mu[g.type_graph[t]][:, :, None] * g.s[t][:, None, :])
         return out
+
+
+def make_model(layout: BasisLayout, config: ModelConfig | None = None) -> DeltaHModel:
+    """The ΔH model of ``layout``: :class:`DeltaHModel`, or for spin-orbit data (nspin 4) its
+    spinor extension :class:`.spinor_model.SpinorDeltaHModel`."""
+    if layout.nspin == 4:
+        from .spinor_model import SpinorDeltaHModel  # builds on this module
+        return SpinorDeltaHModel(layout, config)
+    return DeltaHModel(layout, config)

@@ -27,7 +27,7 @@ from . import distributed, streaming
 from .graph import Graph, build_graph, collate, graph_pairs
 from .irreps import BasisLayout
 from .loss import LossWeights, error_sums, loss_terms
-from .model import DeltaHModel, ModelConfig
+from .model import ModelConfig, make_model
 
 
 @dataclass
@@ -196,6 +196,9 @@ def train(data_paths, output, config: TrainConfig | None = None, model_config: M
     items = {i: (name, h) for i, name, h in streaming.iter_structures(index, wanted)}
     desc = ctx.on_main(lambda: data_description(list(items.values())))
     layout = BasisLayout.from_basis(Basis.from_json(desc["basis"]), desc["species"], desc["nspin"])
+    if layout.nspin == 4 and config.kspace_weight > 0:
+        raise ConfigError(f"kspace_weight {config.kspace_weight}: the band term is not implemented for "
+                          "spin-orbit (nspin 4) data; set kspace_weight = 0")
     kpts = config.kspace_points if config.kspace_weight > 0 else 0
     graphs = {i: build_graph(h, layout, name, kpoints=kpts if i in train_idx else 0,
                              band_window=config.band_window, seed=config.seed) for i, (name, h) in items.items()}
@@ -206,7 +209,7 @@ def train(data_paths, output, config: TrainConfig | None = None, model_config: M
         ctx.on_main(lambda: _data_scales(train_g))
 
     torch.manual_seed(config.seed)
-    model = DeltaHModel(layout, model_config)
+    model = make_model(layout, model_config)
     stats = ctx.on_main(lambda: model.set_statistics(train_g))
     device, dtype = ctx.device, getattr(torch, model_config.dtype)
     model.to(device)
