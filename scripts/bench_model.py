@@ -1,10 +1,11 @@
 """Benchmark of the ΔH model on a dataset (not a test): train, then evaluate the held-out split.
 
-    python scripts/bench_model.py [--data DIR_OF_TARBALLS | --h5 DATA.h5] [--config configs/abacus_si8.toml]
-                                  [--work .bench] [--ship]
+    python scripts/bench_model.py [--dataset abacus_si8|siesta_si8|siesta_molecules|openmx_graphene8
+                                   | --data DIR | --h5 DATA.h5] [--config configs/abacus_si8.toml]
+                                  [--epochs N] [--work .bench] [--ship]
     python scripts/bench_model.py --soc [--config configs/soc.toml] [--work .bench]
 
-Unpacks the ABACUS si8 tarballs (``../shared/datasets/abacus/si8``), converts them with
+Unpacks a training set of ``../shared/datasets`` (default ABACUS si8), converts it with
 ``dftplug convert``, trains with the config (seeded split by structure), and prints on the held-out
 structures the ΔH MAE (meV) next to the H0 baseline, the band error near E_F, the training wall time
 and the inference time per structure. ``--ship`` copies the model to dftplug/models/abacus_si8.pt.
@@ -40,18 +41,27 @@ SOC_CASES = {  # code: (SCF run, its zeroth-step run)
 }
 
 
-def prepare(tarballs: Path, work: Path) -> Path:
-    """Unpack every NNN.tar.xz and convert all NNN/scf (with NNN/h0) into one HDF5 file."""
+DATASETS = {  # name: folder under ../shared/datasets (NNN.tar.xz archives or NNN/ run folders)
+    "abacus_si8": "abacus/si8", "siesta_si8": "siesta/si8", "siesta_molecules": "siesta/molecules",
+    "openmx_graphene8": "openmx/graphene8"}
+
+
+def prepare(source: Path, work: Path) -> Path:
+    """Unpack every NNN.tar.xz of ``source`` (or take its NNN/ folders as they are) and convert all
+    NNN/scf (with its zeroth-step sibling) into one HDF5 file."""
     h5 = work / "data.h5"
     if h5.is_file():
         return h5
-    raw = work / "raw"
-    raw.mkdir(parents=True, exist_ok=True)
-    for tb in sorted(tarballs.glob("*.tar.xz")):
-        if not (raw / tb.name.split(".")[0]).is_dir():
-            with tarfile.open(tb) as tf:
-                tf.extractall(raw, filter="data")
-    runs = sorted(p / "scf" for p in raw.iterdir() if (p / "scf").is_dir())
+    base = source
+    archives = sorted(source.glob("*.tar.xz"))
+    if archives:
+        base = work / "raw"
+        base.mkdir(parents=True, exist_ok=True)
+        for tb in archives:
+            if not (base / tb.name.split(".")[0]).is_dir():
+                with tarfile.open(tb) as tf:
+                    tf.extractall(base, filter="data")
+    runs = sorted(p / "scf" for p in base.iterdir() if (p / "scf").is_dir())
     pairs = plan_pairs(runs)
     return write_dataset(h5, [(pair.name, read_pair(pair)) for pair in pairs])
 
@@ -85,7 +95,10 @@ def bench_soc(config: Path, work: Path) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "datasets" / "abacus" / "si8")
+    ap.add_argument("--dataset", choices=sorted(DATASETS), default="abacus_si8",
+                    help="a training set of ../shared/datasets (default abacus_si8)")
+    ap.add_argument("--data", type=Path, help="a folder of NNN.tar.xz or NNN/ runs instead of --dataset")
+    ap.add_argument("--epochs", type=int, help="override the config's epochs (0: the closed-form fit alone)")
     ap.add_argument("--h5", type=Path, help="an already converted dataset (skips unpack/convert)")
     ap.add_argument("--config", type=Path, default=DEFAULT_CONFIG)
     ap.add_argument("--work", type=Path, default=ROOT / ".bench")
@@ -98,8 +111,10 @@ def main() -> None:
     if args.soc:
         bench_soc(args.config if args.config != DEFAULT_CONFIG else ROOT / "configs" / "soc.toml", args.work)
         return
-    h5 = args.h5 or prepare(args.data, args.work)
+    h5 = args.h5 or prepare(args.data or ROOT.parent / "shared" / "datasets" / DATASETS[args.dataset], args.work)
     cfg, mcfg = load_config(args.config)
+    if args.epochs is not None:
+        cfg.epochs = args.epochs
     model_path = args.work / "model.pt"
     t0 = time.perf_counter()
     summary = train([h5], model_path, cfg, mcfg, progress=True)

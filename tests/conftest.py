@@ -24,4 +24,6 @@ node_mul = [4, 2, 2]
 edge_mul = [4, 2, 2, 2]
 num_basis = 4
 radial_hidden = 8
+env_basis = 1
+response_basis = 6
 """

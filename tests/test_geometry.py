@@ -7,8 +7,12 @@ import tarfile
 import numpy as np
 import pytest
 
+from dftplug.convert import RunPair, read_pair
+from dftplug.errors import MismatchError
+from dftplug.model.graph import graph_pairs
+from dftplug.model.train import data_description, delta_h_outside_pattern
 from dftplug.parsers import abacus, code_module
-from tests.conftest import shared_path
+from tests.conftest import FIXTURES, shared_path
 
 
 def longest_overlap_bond(h) -> float:
@@ -47,3 +51,21 @@ def test_overlap_range_other_codes(code, case):
     """SIESTA and OpenMX index R against the positions they store (also outside the cell)."""
     h = code_module(code).read_run(shared_path("fixtures", code, case, "scf"))
     assert longest_overlap_bond(h) <= largest_overlap_range(h) + 1e-3
+
+
+@pytest.mark.parametrize("code,scf,h0", [("abacus", "abacus311/si_diamond/scf", "abacus311/si_diamond/h0"),
+                                         ("siesta", "siesta/si_diamond/scf", "siesta/si_diamond/h0")])
+def test_delta_h_vanishes_where_orbitals_do_not_overlap(code, scf, h0):
+    """H − H0 is the change of the local potential: zero on blocks with S = 0 (nonlocal-only
+    blocks of H), which is why the model's edges are those of S (graph_pairs); training refuses
+    data where it is not."""
+    h = read_pair(RunPair(code, FIXTURES / scf, FIXTURES / h0))
+    assert len(graph_pairs(h)) < len(h.union_pairs())  # there are blocks outside the overlap
+    assert delta_h_outside_pattern(h) < 1e-9  # eV (measured 0 / 4e-12 on the four training sets)
+    h.H = h.H.copy(h.H.data.copy())
+    inside = set(map(tuple, graph_pairs(h)))
+    e = next(k for k, p in enumerate(h.H.pairs) if tuple(p) not in inside)
+    h.H.data[:, h.H.offsets[e]] += 1e-3
+    assert delta_h_outside_pattern(h) == pytest.approx(1e-3)
+    with pytest.raises(MismatchError, match="do not overlap"):
+        data_description([("broken", h)])

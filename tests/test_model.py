@@ -18,7 +18,7 @@ from .conftest import FIXTURES
 SI = FIXTURES / "abacus311" / "si_diamond"
 ROT = FIXTURES / "rotations" / "abacus"
 TINY = dict(num_layers=1, node_mul=(4, 2, 2), edge_mul=(4, 2, 2, 2), num_basis=4, radial_hidden=8,
-            r_max=9.0, avg_neighbors=100.0)
+            r_max=9.0, avg_neighbors=100.0, env_basis=1, response_basis=4)
 
 
 @pytest.fixture(scope="module")

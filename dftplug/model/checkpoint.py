@@ -32,7 +32,7 @@ from .irreps import BasisLayout
 from .model import DeltaHModel, ModelConfig, make_model
 
 FORMAT = "dftplug-model"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: edges on the overlap pattern, atom-density descriptors in the linear response
 PRETRAINED_DIR = Path(__file__).resolve().parents[1] / "models"
 
 
@@ -126,7 +126,8 @@ def load(name_or_path, device="cpu", dtype: str | None = None) -> Checkpoint:
     if not isinstance(d, dict) or d.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a dftplug model checkpoint")
     if d.get("format_version") != FORMAT_VERSION:
-        raise CheckpointError(f"{path}: checkpoint format_version {d.get('format_version')} is not {FORMAT_VERSION}")
+        raise CheckpointError(f"{path}: checkpoint format_version {d.get('format_version')} is not {FORMAT_VERSION} "
+                              "(written by another dftplug version: retrain the model)")
     cfg = dict(d["model_config"], **({"dtype": dtype} if dtype else {}))
     config = ModelConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in cfg.items()})
     model = make_model(BasisLayout.from_dict(d["layout"]), config)
