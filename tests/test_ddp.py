@@ -70,8 +70,9 @@ def _launch(world: int, data, out, timeout: float = 240.0):
     for rank in range(world):
         env = {**os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "RANK": str(rank),
                "WORLD_SIZE": str(world), "LOCAL_RANK": str(rank), "OMP_NUM_THREADS": "1"}
-        code = (f"from pathlib import Path; from tests.test_ddp import _worker; "
-                f"_worker({rank}, {str(data)!r}, Path({str(out)!r}))")
+        code = (f"import faulthandler; faulthandler.dump_traceback_later({timeout - 20}, exit=True); "
+                f"from pathlib import Path; from tests.test_ddp import _worker; "
+                f"_worker({rank}, {str(data)!r}, Path({str(out)!r}))")  # a hang prints every thread's stack
         logs.append(open(out / f"rank{rank}.log", "w"))
         procs.append(subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, env=env,
                                       stdout=logs[-1], stderr=subprocess.STDOUT))

@@ -219,7 +219,7 @@ class BlockLinearResponse(nn.Module):
 
     def _slots(self, x):
         """(E, C, dim) irreps features → per irrep slot (E, C·mul, 2L+1)."""
-        return [x[:, :, sl].reshape(len(x), -1, mul, ir.dim).flatten(1, 2)
+        return [x[:, :, sl].reshape(len(x), x.shape[1], mul, ir.dim).flatten(1, 2)
                 for (mul, ir), sl in zip(self.irreps, self.irreps.slices())]
 
     def _inputs(self, h0, s, equi):

@@ -191,7 +191,7 @@ def _kspace_data(h, pairs, norb, type_edges, layout, nk, window, rng) -> KspaceD
         phase.append(torch.from_numpy(np.exp(2j * np.pi * kpts @ pairs[edges, 2:5].T.astype(float))))
         rows = offs[pairs[edges, 0]][:, None] + np.arange(p.n_a)[None, :]
         cols = offs[pairs[edges, 1]][:, None] + np.arange(p.n_b)[None, :]
-        orbital_index.append(torch.from_numpy((rows[:, :, None] * nao + cols[:, None, :]).reshape(len(edges), -1)))
+        orbital_index.append(torch.from_numpy((rows[:, :, None] * nao + cols[:, None, :]).reshape(len(edges), p.dim)))
     return KspaceData(nao, phase, orbital_index, torch.from_numpy(vectors), torch.from_numpy(energies),
                       torch.from_numpy(mask))
 
