@@ -1,8 +1,8 @@
 """A :class:`~dftplug.Hamiltonian` as the tensors the model reads: one graph per structure.
 
 Nodes are atoms; edges are the blocks (i, j, R) where ΔH = H − H0 can be nonzero (those of S,
-see :func:`graph_pairs`), closed under (i, j, R) → (j, i, −R) and including the on-site blocks. Each edge carries its
-bond vector r_ij = τ_j + R·cell − τ_i (Å), its type t = (species_i, species_j) and its H0 (eV) and S
+see :func:`graph_pairs`), closed under (i, j, R) → (j, i, −R) and including the on-site blocks.
+Each edge carries its bond vector r_ij = τ_j + R·cell − τ_i (Å), its type t = (species_i, species_j) and its H0 (eV) and S
 blocks as irreps features (:mod:`dftplug.model.irreps`). Edges of one type are kept together so
 that per-type tensors (whose width depends on the two species' shells) can be stacked.
 
