@@ -227,6 +227,12 @@ class BlockSparse:
         data = np.conj(t.data) if np.iscomplexobj(t.data) else t.data
         return t.copy(data[_SPIN_SWAP] if self.nspin == 4 else data)
 
+    def block_max_abs(self) -> np.ndarray:
+        """max |element| of every block over its elements and spin channels, shape (E,)."""
+        if not self.nedges:
+            return np.zeros(0)
+        return np.maximum.reduceat(np.abs(self.data).max(axis=0), self.offsets[:-1])
+
     def hermiticity_error(self) -> float:
         """max |M - M^dagger| (blocks without a (j, i, -R) partner count as the block itself)."""
         partner = self.partner_index()

@@ -185,8 +185,7 @@ def _from_chunks(chunks: Chunks, norb: np.ndarray, path) -> BlockSparse:
         raise ParseError(path, f"bad block list: {exc}") from None
     if not m.nedges:
         return m
-    nonzero = np.maximum.reduceat(np.abs(m.data).max(axis=0), m.offsets[:-1]) > 0
-    return m.with_pairs(m.pairs[nonzero])
+    return m.with_pairs(m.pairs[m.block_max_abs() > 0])
 
 
 # ============================================================================ h5 files

@@ -18,8 +18,7 @@ from tests.conftest import FIXTURES, shared_path
 def longest_overlap_bond(h) -> float:
     """Å: longest |r_ij| over blocks of S with any element above 1e-12."""
     s = h.S
-    start = np.concatenate([[0], np.cumsum(s.block_sizes())[:-1]])
-    nonzero = np.maximum.reduceat(np.abs(s.data[0]), start) > 1e-12
+    nonzero = s.block_max_abs() > 1e-12
     return float(np.linalg.norm(h.bond_vectors(s.pairs[nonzero]), axis=1).max())
 
 

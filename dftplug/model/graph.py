@@ -101,9 +101,7 @@ def graph_pairs(h: Hamiltonian) -> np.ndarray:
     :func:`dftplug.model.train.data_description` for the check on every training set."""
     n = h.natoms
     s = h.S
-    start = np.concatenate([[0], np.cumsum(s.block_sizes())[:-1]]).astype(np.int64)
-    overlap = np.abs(s.data).max(0)
-    overlap = np.maximum.reduceat(overlap, start) > 0 if len(start) else np.zeros(0, bool)
+    overlap = s.block_max_abs() > 0
     onsite = np.column_stack([np.arange(n), np.arange(n), np.zeros((n, 3), np.int64)])
     p = union_pairs(s.pairs[overlap], onsite, natoms=n)
     return union_pairs(p, np.column_stack([p[:, 1], p[:, 0], -p[:, 2:5]]), natoms=n)
