@@ -15,6 +15,7 @@ broadcast so that every rank takes the same number of steps with the same learni
 """
 from __future__ import annotations
 
+import gc
 import math
 import os
 from dataclasses import dataclass
@@ -73,7 +74,12 @@ class Context:
         return DistributedDataParallel(model, device_ids=ids, find_unused_parameters=True)
 
     def close(self) -> None:
+        """Leave the process group. Call after the last reference to the DDP wrapper is gone: its
+        reducer talks to the group when it is freed, and freeing it after the group is destroyed
+        can hang. The barrier keeps any rank from destroying the group under a collective."""
         if self.world > 1 and dist.is_initialized():
+            gc.collect()
+            dist.barrier()
             dist.destroy_process_group()
 
 

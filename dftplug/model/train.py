@@ -283,6 +283,7 @@ def train(data_paths, output, config: TrainConfig | None = None, model_config: M
         if ctx.on_main(lambda: bool(config.time_limit_min and st.elapsed > 60 * config.time_limit_min)):
             break
     bar.close()
+    del net  # the DDP wrapper goes before the process group (see Context.close)
     ctx.close()
     if not ctx.is_main:
         return None
