@@ -141,3 +141,36 @@ def test_refuses_other_code_kind_species_basis(si):
     h.basis = Basis({"Si": si.basis.shells["Si"][:-1] + (Shell(3),)})
     with pytest.raises(ModelMismatchError, match="basis of Si"):
         predict(h, ck)
+
+
+def test_bond_angle_invariants_are_legendre_sums_and_swap_symmetric():
+    """The descriptors' bond-angle invariant a_ij^(nL) = (1/n̄) Σ_k R_n(r_ik) P_L(cos θ_jik) (checked
+    against a direct sum over neighbours on rattled Si), and every edge invariant is the same on
+    (i, j, R) and (j, i, −R)."""
+    from numpy.polynomial.legendre import Legendre
+    from dftplug.model.descriptors import EdgeDescriptors
+    h = ab.read_run(SI / "scf").attach_h0(ab.read_h0(SI / "h0"))
+    h.atoms.positions += np.random.default_rng(0).normal(0.0, 0.1, (2, 3))  # only the geometry matters
+    layout = BasisLayout.from_basis(h.basis, ["Si"], 1)
+    g = build_graph(h, layout).to(dtype=torch.float64)
+    desc = EdgeDescriptors(1, r_max=5.0, num_radial=2, lmax=2, avg_neighbors=10.0).double()
+    inv, _ = desc(g)
+    assert torch.allclose(inv, inv[g.partner], rtol=1e-12, atol=1e-14)
+    vec, src, dst = g.edge_vec.numpy(), g.edge_src.numpy(), g.edge_dst.numpy()
+    r = np.linalg.norm(vec, axis=1)
+    radial = desc.radial(torch.from_numpy(r)).numpy()
+    e = int(np.flatnonzero((r > 2.0) & (r < 2.6))[0])  # a nearest-neighbour bond i → j
+    i, u = src[e], vec[e] / r[e]
+
+    def angle_sum(atom, direction, L):  # (1/n̄) Σ_k R_n(r_ik) P_L(r̂_ik · direction), n = 0, 1
+        k = (src == atom) & (r > 1e-8)
+        cos = vec[k] @ direction / r[k]
+        return radial[k].T @ Legendre.basis(L)(cos) / 10.0
+    j_atom, back = dst[e], -u
+    nch = 2  # radial channels × species
+    offset = nch + 3 * nch * (nch + 1) // 2  # after the two-body densities and power spectra (L = 0..2)
+    for L in (1, 2):
+        a_ij, a_ji = angle_sum(i, u, L), angle_sum(j_atom, back, L)
+        block = inv[e, offset + 2 * nch * (L - 1): offset + 2 * nch * L].numpy()
+        assert np.allclose(block, np.concatenate([a_ij + a_ji, a_ij * a_ji]), rtol=1e-10, atol=1e-14), L
+        assert np.abs(a_ij).max() > 1e-4  # not a trivially zero comparison

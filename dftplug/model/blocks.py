@@ -57,6 +57,53 @@ class RadialBasis(nn.Module):
         return g * env[:, None]
 
 
+class ResponseBasis(nn.Module):
+    """Coefficient functions b(e) of the closed-form linear responses: (E,) Å, (E, num_inv) →
+    (E, size) = [Gaussians of r (num_radial), on-site indicator,
+                 (shell functions of r (num_shells), on-site indicator) ⊗ v],
+    v = the leading ``num_components`` principal components of the standardised invariants
+    (:meth:`fit_invariants`; bounds the size when many species make many invariants) and the
+    products v_a v_b (a ≤ b) of the leading ``num_quadratic`` of them (second order in the
+    environment). The
+    environment enters multiplied by a few broad Gaussians of the bond length (zero beyond
+    r_max) or by the on-site indicator, so that its effect depends on the bond and vanishes
+    where ΔH does."""
+
+    def __init__(self, r_max: float, num_radial: int, num_inv: int, num_shells: int, num_components: int,
+                 num_quadratic: int = 0):
+        super().__init__()
+        self.radial = RadialBasis(r_max, num_radial)
+        self.shells = RadialBasis(r_max, num_shells)
+        k = min(num_components, num_inv)
+        q = torch.triu_indices(min(num_quadratic, k), min(num_quadratic, k))
+        self.register_buffer("quad_a", q[0], persistent=False)
+        self.register_buffer("quad_b", q[1], persistent=False)
+        self.size = num_radial + 1 + (num_shells + 1) * (k + q.shape[1])
+        self.register_buffer("inv_mean", torch.zeros(num_inv))
+        self.register_buffer("inv_projection", torch.eye(num_inv, k))
+
+    @torch.no_grad()
+    def fit_invariants(self, inv: torch.Tensor) -> None:
+        """Standardise and project on the principal axes of the training edges' invariants (E, num_inv)."""
+        inv = inv.double()
+        mean = inv.mean(0)
+        std = inv.std(0)
+        # invariants (nearly) constant over the training edges carry no information: dropped
+        # (standardising them would amplify rounding noise into the prediction)
+        std = torch.where(std > 1e-6 * float(std.max().clamp_min(1e-300)), std, torch.full_like(std, math.inf))
+        z = (inv - mean) / std
+        axes = torch.linalg.eigh(z.T @ z)[1].flip(-1)  # principal axes, largest variance first
+        self.inv_mean.copy_(mean)
+        self.inv_projection.copy_(axes[:, :self.inv_projection.shape[1]] / std[:, None])
+
+    def forward(self, r: torch.Tensor, inv: torch.Tensor) -> torch.Tensor:
+        v = (inv - self.inv_mean.to(inv.dtype)) @ self.inv_projection.to(inv.dtype)  # the fits run in float64
+        v = torch.cat([v, v[:, self.quad_a] * v[:, self.quad_b]], dim=-1)
+        onsite = (r < 1e-8).to(r.dtype)[:, None]
+        gate = torch.cat([self.shells(r), onsite], dim=-1)
+        return torch.cat([self.radial(r), onsite, (gate[:, :, None] * v[:, None, :]).flatten(1)], dim=-1)
+
+
 def edge_harmonics(vec: torch.Tensor, lmax: int) -> torch.Tensor:
     """Y_l(r̂) for l = 0..lmax, (E, 3) → (E, (lmax+1)²); on-site edges (r = 0) get Y_0 = 1 and
     zero for l ≥ 1 (the only rotation-invariant choice)."""
@@ -188,8 +235,8 @@ class BlockLinearResponse(nn.Module):
     x = irreps features of [H0 (each spin), S] of edge e (channels c of one irrep type (L, p)),
     plus, for the natural parity p = (−1)^L, the equivariant descriptors of the edge (bond
     direction Y_L(r̂), atom densities A_i, A_j: :mod:`.descriptors`);
-    b(e) = [Gaussians of r_e (Å), on-site indicator, invariants of the edge's two atoms
-    (two-body density and power spectrum, :mod:`.descriptors`)]. Only channels of the same irrep
+    b(e) = :class:`ResponseBasis` of r_e (Å) and the edge's invariants (two-body densities, power
+    spectra and bond angles, :mod:`.descriptors`). Only channels of the same irrep
     are mixed, with the same weight for all 2L+1 components M: equivariant. W is the closed-form
     ridge-regression fit to the training targets (:meth:`fit`), kept fixed while the network
     learns what it leaves (buffers, not parameters: gradient steps would only blur the optimum).
@@ -198,24 +245,18 @@ class BlockLinearResponse(nn.Module):
     → (E, S, dim) eV.
     """
 
-    def __init__(self, irreps: o3.Irreps, nspin: int, r_max: float, num_basis: int, num_inv: int = 0,
-                 num_equi: int = 0):
+    def __init__(self, irreps: o3.Irreps, nspin: int, basis: ResponseBasis, num_equi: int = 0):
         super().__init__()
         self.irreps, self.nspin = o3.Irreps(irreps), nspin
-        self.radial = RadialBasis(r_max, num_basis)
+        self.basis = basis
         self.num_equi = num_equi
         for n, (mul, ir) in enumerate(self.irreps):
             extra = num_equi if ir.p == (-1) ** ir.l else 0
-            self.register_buffer(f"weight_{n}", torch.zeros(num_basis + 1 + num_inv, (nspin + 1) * mul + extra,
-                                                            nspin * mul))
+            self.register_buffer(f"weight_{n}", torch.zeros(basis.size, (nspin + 1) * mul + extra, nspin * mul))
 
     @property
     def weights(self) -> list[torch.Tensor]:
         return [getattr(self, f"weight_{n}") for n in range(len(self.irreps))]
-
-    def basis(self, r: torch.Tensor, inv: torch.Tensor) -> torch.Tensor:
-        """(E, num_basis + 1 + num_inv): Gaussians of r, on-site indicator, invariants."""
-        return torch.cat([self.radial(r), (r < 1e-8).to(r.dtype)[:, None], inv], dim=-1)
 
     def _slots(self, x):
         """(E, C, dim) irreps features → per irrep slot (E, C·mul, 2L+1)."""

@@ -32,7 +32,7 @@ from .irreps import BasisLayout
 from .model import DeltaHModel, ModelConfig, make_model
 
 FORMAT = "dftplug-model"
-FORMAT_VERSION = 2  # 2: edges on the overlap pattern, atom-density descriptors in the linear response
+FORMAT_VERSION = 3  # 2: edges on the overlap pattern, atom-density descriptors; 3: bond-angle invariants, response shells
 PRETRAINED_DIR = Path(__file__).resolve().parents[1] / "models"
 
 

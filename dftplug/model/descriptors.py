@@ -11,6 +11,10 @@ with R_n Gaussians on [0, r_max] times a cosine envelope and Y e3nn's real harmo
 * invariants of each atom: the two-body density u_i^{(n s)} = A_i^{(n s 0)} and the power
   spectrum p_i^{(n s, n' s', L)} = Σ_M A_i^{(n s L)}_M A_i^{(n' s' L)}_M / (2L + 1) (three-body:
   bond angles around i); an edge (i, j) gets u_i + u_j and p_i + p_j;
+* bond-angle invariants of an edge (i, j), L ≥ 1 (three-body, relative to the bond itself):
+  a_ij^{(n s L)} = Σ_M Y_LM(r̂_ij) A_i^{(n s L)}_M / (2L + 1) = (1/n̄) Σ_k R_n(r_ik) P_L(cos θ_jik),
+  and a_ji likewise at j (with r̂_ji = −r̂_ij); the edge gets a_ij + a_ji and a_ij a_ji, both
+  unchanged when i and j are swapped (zero on-site);
 * equivariant channels of an edge (i, j) for every L: Y_L(r̂_ij) (zero on-site), A_i^{(L)} and
   A_j^{(L)} — vectors of irrep (L, (−1)^L) that the linear response may combine with the blocks'
   irreps of the same type (the two-centre Slater–Koster direction and the crystal field of
@@ -37,7 +41,7 @@ class EdgeDescriptors(nn.Module):
         self.radial = RadialBasis(r_max, num_radial)
         self.num_radial = num_radial
         nch = num_radial * nspecies
-        self.num_invariants = nch + (lmax + 1) * nch * (nch + 1) // 2
+        self.num_invariants = nch + (lmax + 1) * nch * (nch + 1) // 2 + 2 * lmax * nch
         self.num_equivariant = 1 + 2 * nch  # Y(r̂_ij), A_i, A_j
         iu = torch.triu_indices(nch, nch)
         self.register_buffer("pair_rows", iu[0], persistent=False)
@@ -65,15 +69,19 @@ class EdgeDescriptors(nn.Module):
         a = self.atom_density(g)
         src, dst = g.edge_src, g.edge_dst
         spectrum = [(x[:, self.pair_rows] * x[:, self.pair_cols]).sum(-1) / (2 * L + 1) for L, x in enumerate(a)]
-        atom_inv = torch.cat([a[0][:, :, 0]] + spectrum, dim=-1)  # (N, num_invariants)
-        invariants = atom_inv[src] + atom_inv[dst]
+        atom_inv = torch.cat([a[0][:, :, 0]] + spectrum, dim=-1)  # (N, nch + spectrum)
         r = g.edge_vec.norm(dim=-1, keepdim=True)
         unit = g.edge_vec / torch.where(r > 1e-8, r, torch.ones_like(r))
         sh = o3.spherical_harmonics(list(range(self.lmax + 1)), unit, normalize=False, normalization="component")
         sh = sh * (r > 1e-8).to(sh.dtype)
-        equi, start = [], 0
+        equi, angles, start = [], [], 0
         for L, x in enumerate(a):
             y = sh[:, start:start + 2 * L + 1]
             start += 2 * L + 1
             equi.append(torch.cat([y[:, None, :], x[src], x[dst]], dim=1))
+            if L > 0:  # Y_L(r̂_ji) = (−1)^L Y_L(r̂_ij)
+                a_ij = (x[src] * y[:, None, :]).sum(-1) / (2 * L + 1)
+                a_ji = (-1) ** L * (x[dst] * y[:, None, :]).sum(-1) / (2 * L + 1)
+                angles += [a_ij + a_ji, a_ij * a_ji]
+        invariants = torch.cat([atom_inv[src] + atom_inv[dst]] + angles, dim=-1)
         return invariants, equi

@@ -41,7 +41,8 @@ import torch
 from e3nn import o3
 from torch import nn
 
-from .blocks import BlockLinearResponse, GatedLinear, Interaction, RadialBasis, irreps_by_l, scatter_sum
+from .blocks import (BlockLinearResponse, GatedLinear, Interaction, RadialBasis, ResponseBasis, irreps_by_l,
+                     scatter_sum)
 from .descriptors import EdgeDescriptors
 from .convolution import EdgeGeometry
 from .graph import Graph
@@ -63,6 +64,9 @@ class ModelConfig:
     response_basis: int = 12          # Gaussians of |r_ij| of the linear response
     response_r_max: float = 12.0      # Å, its cutoff (set by training: 99.9 % of Σ|ΔH| lies inside)
     response_ridge: float = 1e-3      # its ridge penalty (relative; 1e-3 generalises on si8)
+    response_shells: int = 3          # broad Gaussians of |r_ij| that modulate the environment invariants
+    response_components: int = 24     # principal components of the invariants the linear response uses
+    response_quadratic: int = 0       # ... and the pairwise products of the leading ones
     env_basis: int = 3                # radial channels per neighbour species of the atom densities
     env_r_max: float = 6.0            # Å, cutoff of the atom densities (:mod:`.descriptors`)
     dtype: str = "float32"
@@ -138,9 +142,10 @@ class DeltaHModel(nn.Module):
         self.readouts = nn.ModuleList([o3.Linear(self.irreps_edge, p.irreps * nspin) for p in pairs])
         self.descriptors = EdgeDescriptors(len(layout.species), c.env_r_max, c.env_basis, layout.lmax,
                                            c.avg_neighbors)
-        self.response = nn.ModuleList([
-            BlockLinearResponse(p.irreps, nspin, c.response_r_max, c.response_basis,
-                                self.descriptors.num_invariants, self.descriptors.num_equivariant) for p in pairs])
+        self.response_functions = ResponseBasis(c.response_r_max, c.response_basis, self.descriptors.num_invariants,
+                                                c.response_shells, c.response_components, c.response_quadratic)
+        self.response = nn.ModuleList([BlockLinearResponse(p.irreps, nspin, self.response_functions,
+                                                           self.descriptors.num_equivariant) for p in pairs])
         self.mu_readout = nn.Linear(self.irreps_node.count("0e"), nspin)  # in units of mu_scale
         self.register_buffer("mu_scale", torch.tensor(1e-2))  # eV, set from the data
         with torch.no_grad():  # start from ΔH = 0, i.e. exactly the H0 baseline
@@ -167,13 +172,14 @@ class DeltaHModel(nn.Module):
         summary = {}
         rs = torch.zeros(len(graphs), dtype=torch.float64)  # ⟨rest, S⟩ and ⟨S, S⟩ per structure
         ss = torch.zeros(len(graphs), dtype=torch.float64)
+        desc = [self.descriptors(g.to(dtype=self.mu_scale.dtype)) for g in graphs]
+        self.response_functions.fit_invariants(torch.cat([d[0] for d in desc]))
         for t, p in enumerate(self.layout.pairs):
             chan = torch.as_tensor(p.channel_of_feature)
             edges = [g.type_edges[t] for g in graphs]
             h0 = [g.h0[t] for g in graphs]
             s = [g.s[t] for g in graphs]
             r = [g.edge_vec[e].norm(dim=-1) for g, e in zip(graphs, edges)]
-            desc = [self.descriptors(g.to(dtype=self.mu_scale.dtype)) for g in graphs]
             inv = [d[0][e] for d, e in zip(desc, edges)]
             equi = [[x[e] for x in d[1]] for d, e in zip(desc, edges)]
             dh = [g.target[t] for g in graphs]

@@ -24,7 +24,7 @@ import torch
 from e3nn import o3
 from torch import nn
 
-from .blocks import RadialBasis
+from .blocks import ResponseBasis
 from .graph import Graph
 from .irreps import BasisLayout
 from .model import DeltaHModel, ModelConfig, _channel_rms, _rms
@@ -43,25 +43,22 @@ class OddLinearResponse(nn.Module):
         y^{(slot)}_{e,o,M} = Σ_k b_k(e) Σ_c W^{(slot)}_{k,c,o} x^{(slot)}_{e,c,M}
 
     per slot (mul, irrep) of ``irreps`` (copies of one irrep mixed with one weight for all 2L+1
-    components), b(e) = [Gaussians of r_e (Å), on-site indicator, invariants of :mod:`.descriptors`]. Odd in x
+    components), b(e) = :class:`.blocks.ResponseBasis` of r_e (Å) and the invariants of :mod:`.descriptors`. Odd in x
     by construction (no bias, no overlap input). W is a closed-form ridge fit (:meth:`fit`).
 
     forward: x (E, dim), r (E,), env (E, num_env) → (E, dim) eV.
     """
 
-    def __init__(self, irreps: o3.Irreps, r_max: float, num_basis: int, num_env: int):
+    def __init__(self, irreps: o3.Irreps, basis: ResponseBasis):
         super().__init__()
         self.irreps = o3.Irreps(irreps)
-        self.radial = RadialBasis(r_max, num_basis)
+        self.basis = basis
         for n, (mul, _) in enumerate(self.irreps):
-            self.register_buffer(f"weight_{n}", torch.zeros(num_basis + 1 + num_env, mul, mul))
+            self.register_buffer(f"weight_{n}", torch.zeros(basis.size, mul, mul))
 
     @property
     def weights(self) -> list[torch.Tensor]:
         return [getattr(self, f"weight_{n}") for n in range(len(self.irreps))]
-
-    def basis(self, r: torch.Tensor, env: torch.Tensor) -> torch.Tensor:
-        return torch.cat([self.radial(r), (r < 1e-8).to(r.dtype)[:, None], env], dim=-1)
 
     def _slots(self, x: torch.Tensor) -> list[torch.Tensor]:
         return [x[:, sl].reshape(len(x), mul, ir.dim) for (mul, ir), sl in zip(self.irreps, self.irreps.slices())]
@@ -105,9 +102,7 @@ class SpinorDeltaHModel(DeltaHModel):
         vectors = [VectorLayout(p) for p in layout.pairs]
         self.vector_encoders = nn.ModuleList([o3.Linear(v.irreps, self.irreps_edge) for v in vectors])
         self.vector_readouts = nn.ModuleList([o3.Linear(self.irreps_edge, v.irreps) for v in vectors])
-        n_env = self.descriptors.num_invariants
-        self.odd_response = nn.ModuleList([OddLinearResponse(p.irreps + v.irreps, c.response_r_max,
-                                                             c.response_basis, n_env)
+        self.odd_response = nn.ModuleList([OddLinearResponse(p.irreps + v.irreps, self.response_functions)
                                            for p, v in zip(layout.pairs, vectors)])
         with torch.no_grad():
             for lin in self.vector_readouts:
