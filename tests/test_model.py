@@ -174,3 +174,16 @@ def test_bond_angle_invariants_are_legendre_sums_and_swap_symmetric():
         block = inv[e, offset + 2 * nch * (L - 1): offset + 2 * nch * L].numpy()
         assert np.allclose(block, np.concatenate([a_ij + a_ji, a_ij * a_ji]), rtol=1e-10, atol=1e-14), L
         assert np.abs(a_ij).max() > 1e-4  # not a trivially zero comparison
+
+
+def test_linear_response_of_an_edge_type_without_edges(si):
+    """A species pair absent from a structure (e.g. H–H in CH4 of a molecules set) has zero edges:
+    the closed-form response returns an empty (0, nspin, dim) block instead of failing."""
+    model = random_model(si).model
+    response, pair = model.response[0], model.layout.pairs[0]
+    out = response(torch.zeros(0, 1, pair.dim, dtype=torch.float64), torch.zeros(0, pair.dim, dtype=torch.float64),
+                   torch.zeros(0, dtype=torch.float64),
+                   torch.zeros(0, model.descriptors.num_invariants, dtype=torch.float64),
+                   [torch.zeros(0, model.descriptors.num_equivariant, 2 * L + 1, dtype=torch.float64)
+                    for L in range(model.layout.lmax + 1)])
+    assert out.shape == (0, 1, pair.dim)

@@ -273,7 +273,8 @@ class BlockLinearResponse(nn.Module):
 
     def forward(self, h0, s, r, inv, equi=None):
         phi = self.basis(r, inv)
-        outs = [torch.einsum("ek,eid,kio->eod", phi, x, w).reshape(len(r), self.nspin, -1)
+        outs = [torch.einsum("ek,eid,kio->eod", phi, x, w).reshape(len(r), self.nspin, w.shape[-1] // self.nspin
+                                                                   * x.shape[-1])  # explicit: E may be 0
                 for x, w in zip(self._inputs(h0, s, equi), self.weights)]
         return torch.cat(outs, dim=-1)
 
