@@ -295,8 +295,8 @@ class BlockLinearResponse(nn.Module):
                 normal[n] = normal[n] + feats.T @ feats
                 rhs[n] = rhs[n] + feats.T @ y
         for n, w in enumerate(self.weights):
-            if not torch.is_tensor(normal[n]):
-                continue
+            if not torch.is_tensor(normal[n]) or float(normal[n].diagonal().max()) <= 0:
+                continue  # no edges, or inputs all zero in this slot (e.g. an H–H pair's d channels): W = 0
             a = normal[n]
             # standardise; features 1e6 below the slot's largest are noise (e.g. the antisymmetric
             # p-p part of symmetric blocks) and must not get huge weights

@@ -15,7 +15,7 @@ Architecture (HamGNN-style message passing fed with NextHAM's H0 descriptors):
    response (:class:`~.blocks.BlockLinearResponse`: an equivariant linear map of the pair's own
    H0 and S blocks, modulated by the bond length and the two atoms' environment invariants,
    fitted in closed form before training; on ABACUS si8 alone it brings the held-out MAE from
-   1.17 meV (H0) to 0.21 meV). The block is made Hermitian by construction:
+   1.17 meV (H0) to ~0.07 meV). The block is made Hermitian by construction:
        ΔH_ij(R) ← ½ [X_ij(R) + X_ji(−R)ᵀ]
    (the transpose acts on irreps features as the fixed orthogonal map of
    :meth:`.irreps.PairLayout.transpose_matrix`), then a per-structure constant is added:
