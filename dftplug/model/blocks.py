@@ -225,6 +225,40 @@ class Interaction(nn.Module):
             self.progress.update()
 
 
+class SlotLeastSquares:
+    """Normal equations of the closed-form responses, one per irrep slot: the features of an
+    edge are b(e) ⊗ x (coefficient functions × input channels), one weight for all 2L+1
+    components. :meth:`add` accumulates FᵀF and Fᵀy over batches, :meth:`solve` gives W
+    (basis, channels in, channels out) or None where the slot saw no data (W stays 0)."""
+
+    def __init__(self, num_slots: int):
+        self.normal = [None] * num_slots
+        self.rhs = [None] * num_slots
+
+    def add(self, n: int, phi: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> None:
+        """phi (E, K), x (E, C_in, 2L+1), y (E, C_out, 2L+1), all float64."""
+        feats = torch.einsum("ek,eid->edki", phi, x).flatten(2).flatten(0, 1)
+        y = y.transpose(1, 2).flatten(0, 1)
+        self.normal[n] = feats.T @ feats if self.normal[n] is None else self.normal[n] + feats.T @ feats
+        self.rhs[n] = feats.T @ y if self.rhs[n] is None else self.rhs[n] + feats.T @ y
+
+    def solve(self, n: int, ridge: float, standardise: bool) -> torch.Tensor | None:
+        """Ridge solution of slot n, penalty ``ridge`` × the mean diagonal of the (standardised)
+        normal matrix. Standardised: features 1e6 below the slot's largest are noise (e.g. the
+        antisymmetric p-p part of symmetric blocks) and must not get huge weights."""
+        a = self.normal[n]
+        if a is None or float(a.diagonal().max()) <= 0:
+            return None  # no edges, or inputs all zero in this slot (e.g. an H–H pair's d channels)
+        eye = torch.eye(len(a), dtype=a.dtype)
+        if not standardise:
+            return torch.linalg.solve(a + ridge * float(a.diagonal().mean()) * eye, self.rhs[n])
+        scale = a.diagonal().clamp_min(0).sqrt()
+        scale = scale.clamp_min(1e-6 * float(scale.max().clamp_min(1e-300)))
+        a_std = a / scale[:, None] / scale[None, :]
+        a_std = a_std + ridge * eye * a_std.diagonal().mean()
+        return torch.linalg.solve(a_std, self.rhs[n] / scale[:, None]) / scale[:, None]
+
+
 class BlockLinearResponse(nn.Module):
     """Equivariant linear map from a pair's own H0 and S blocks and the edge's equivariant
     descriptors to its ΔH block, modulated by invariants of the bond and its surroundings (a
@@ -280,29 +314,15 @@ class BlockLinearResponse(nn.Module):
 
     @torch.no_grad()
     def fit(self, batches, ridge: float = 1e-3) -> None:
-        """Least squares W from (h0, s, r, inv, equi, target) tuples (float64), features
-        standardised, with a ridge penalty ``ridge`` × the mean diagonal of the standardised
-        normal matrix."""
-        normal = [0.0] * len(self.weights)
-        rhs = [0.0] * len(self.weights)
+        """Least squares W from (h0, s, r, inv, equi, target) tuples, features standardised
+        (:class:`SlotLeastSquares`)."""
+        lsq = SlotLeastSquares(len(self.weights))
         for h0, s, r, inv, equi, target in batches:
             phi = self.basis(r, inv).double()
-            ys = self._slots(target)
             equi = None if equi is None else [x.double() for x in equi]
-            for n, (x, y) in enumerate(zip(self._inputs(h0.double(), s.double(), equi), ys)):
-                feats = torch.einsum("ek,eid->edki", phi, x).flatten(2).flatten(0, 1)
-                y = y.double().transpose(1, 2).flatten(0, 1)
-                normal[n] = normal[n] + feats.T @ feats
-                rhs[n] = rhs[n] + feats.T @ y
+            for n, (x, y) in enumerate(zip(self._inputs(h0.double(), s.double(), equi), self._slots(target))):
+                lsq.add(n, phi, x, y.double())
         for n, w in enumerate(self.weights):
-            if not torch.is_tensor(normal[n]) or float(normal[n].diagonal().max()) <= 0:
-                continue  # no edges, or inputs all zero in this slot (e.g. an H–H pair's d channels): W = 0
-            a = normal[n]
-            # standardise; features 1e6 below the slot's largest are noise (e.g. the antisymmetric
-            # p-p part of symmetric blocks) and must not get huge weights
-            scale = a.diagonal().clamp_min(0).sqrt()
-            scale = scale.clamp_min(1e-6 * float(scale.max().clamp_min(1e-300)))
-            a_std = a / scale[:, None] / scale[None, :]
-            a_std = a_std + ridge * torch.eye(len(a), dtype=a.dtype) * a_std.diagonal().mean()
-            sol = torch.linalg.solve(a_std, rhs[n] / scale[:, None]) / scale[:, None]
-            w.copy_(sol.reshape(w.shape).to(w.dtype))
+            sol = lsq.solve(n, ridge, standardise=True)
+            if sol is not None:
+                w.copy_(sol.reshape(w.shape).to(w.dtype))

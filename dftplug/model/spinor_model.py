@@ -24,7 +24,7 @@ import torch
 from e3nn import o3
 from torch import nn
 
-from .blocks import ResponseBasis
+from .blocks import ResponseBasis, SlotLeastSquares
 from .graph import Graph
 from .irreps import BasisLayout
 from .model import DeltaHModel, ModelConfig, _channel_rms, _rms
@@ -70,21 +70,17 @@ class OddLinearResponse(nn.Module):
 
     @torch.no_grad()
     def fit(self, batches, ridge: float) -> None:
-        """Ridge least squares from (x, r, env, y) tuples (float64); slots whose inputs are all
-        zero in the data (e.g. non-magnetic H0) keep W = 0."""
-        normal = [0.0] * len(self.weights)
-        rhs = [0.0] * len(self.weights)
+        """Ridge least squares from (x, r, env, y) tuples (float64, :class:`.blocks.SlotLeastSquares`);
+        slots whose inputs are all zero in the data (e.g. non-magnetic H0) keep W = 0."""
+        lsq = SlotLeastSquares(len(self.weights))
         for x, r, env, y in batches:
             phi = self.basis(r, env).double()
             for n, (xs, ys) in enumerate(zip(self._slots(x.double()), self._slots(y.double()))):
-                feats = torch.einsum("ek,eid->edki", phi, xs).flatten(2).flatten(0, 1)
-                normal[n] = normal[n] + feats.T @ feats
-                rhs[n] = rhs[n] + feats.T @ ys.transpose(1, 2).flatten(0, 1)
+                lsq.add(n, phi, xs, ys)
         for n, w in enumerate(self.weights):
-            if not torch.is_tensor(normal[n]) or float(normal[n].diagonal().max()) <= 0:
-                continue
-            a = normal[n] + ridge * float(normal[n].diagonal().mean()) * torch.eye(len(normal[n]), dtype=torch.float64)
-            w.copy_(torch.linalg.solve(a, rhs[n]).reshape(w.shape).to(w.dtype))
+            sol = lsq.solve(n, ridge, standardise=False)
+            if sol is not None:
+                w.copy_(sol.reshape(w.shape).to(w.dtype))
 
 
 class SpinorDeltaHModel(DeltaHModel):
@@ -141,6 +137,7 @@ class SpinorDeltaHModel(DeltaHModel):
         the ridge fit of the T-odd response. Returns the RMS summary per species pair (eV)."""
         summary = super().set_statistics([ordinary_part(g) for g in graphs])
         dtype = self.mu_scale.dtype
+        invariants = [self.descriptors(g.to(dtype=dtype))[0] for g in graphs]  # once, not per edge type
         for t, p in enumerate(self.layout.pairs):
             chan = getattr(self, f"vector_channel_{t}")
             edges = [g.type_edges[t] for g in graphs]
@@ -152,7 +149,7 @@ class SpinorDeltaHModel(DeltaHModel):
                 scale = _channel_rms(x, chan) if _rms(x) > 0 else torch.ones(len(chan), dtype=torch.float64)
                 getattr(self, f"vector_{name}_scale_{t}").copy_(scale)
             r = [g.edge_vec[e].norm(dim=-1) for g, e in zip(graphs, edges)]
-            env = [self.descriptors(g.to(dtype=dtype))[0][e] for g, e in zip(graphs, edges)]
+            env = [inv[e] for inv, e in zip(invariants, edges)]
             self.odd_response[t].fit(
                 [(self._odd_input(t, x), ri.double(), ei.double(), self._odd_input(t, y))
                  for x, ri, ei, y in zip(h0, r, env, dh)], self.config.response_ridge)
