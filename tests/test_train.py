@@ -1,6 +1,7 @@
 """Training, checkpoints, evaluation and the train/eval/infer commands, on the shipped fixtures."""
 import json
 import shutil
+import tarfile
 
 import numpy as np
 import pytest
@@ -14,8 +15,9 @@ from dftplug.model.infer import predict
 from dftplug.model.model import ModelConfig
 from dftplug.model.train import ConfigError, TrainConfig, load_config, train
 from dftplug.parsers import abacus as ab
+from dftplug.parsers import siesta as si
 
-from .conftest import FIXTURES, TINY_MODEL_TOML
+from .conftest import FIXTURES, TINY_MODEL_TOML, shared_path
 
 SI = FIXTURES / "abacus311" / "si_diamond"
 ROT = FIXTURES / "rotations" / "abacus"
@@ -146,3 +148,21 @@ def test_cli_train_eval_infer(data, tmp_path):
     assert res.exit_code == 2 and "error" in res.output
     res = runner.invoke(main, ["eval", str(data), "--model", str(tmp_path / "nope.pt")])
     assert res.exit_code == 2 and "no such model" in res.output
+
+
+def test_species_pairs_missing_from_a_structure(tmp_path):
+    """SIESTA H2O and CH4 (molecules dataset): most of the 9 species-pair edge types of the model are
+    empty in each molecule (no C in H2O, no O in CH4); training, its validation pass and prediction skip them."""
+    items = []
+    for name in ("m0000", "m0002"):
+        with tarfile.open(shared_path("datasets", "siesta", "molecules", f"{name}.tar.xz")) as tf:
+            tf.extractall(tmp_path, filter="data")
+        items.append((name, si.read_run(tmp_path / name / "scf").attach_h0(si.read_h0(tmp_path / name / "h0"))))
+    assert [h.atoms.get_chemical_formula() for _, h in items] == ["H2O", "CH4"]
+    data = write_dataset(tmp_path / "mol.h5", items)
+    cfg = TrainConfig(epochs=1, val_fraction=0.5, kspace_weight=0.05, kspace_points=2)
+    summary = train([data], tmp_path / "m.pt", cfg, TINY, progress=False)
+    assert np.isfinite(summary["best_val_mae_meV"])
+    water = items[0][1]
+    dh = predict(water, load(tmp_path / "m.pt")).H - water.H0
+    assert dh.hermiticity_error() < 1e-6 and np.abs(dh.data).max() > 0

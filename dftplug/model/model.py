@@ -251,10 +251,10 @@ class DeltaHModel(nn.Module):
         equivariants) of :class:`.descriptors.EdgeDescriptors`, bins (E,)."""
         nspin = self.layout.block_channels
         inv, equi = descriptors
-        return [self.readouts[t](z[edges]).view(len(edges), nspin, -1) * getattr(self, f"output_scale_{t}")
+        return [self.readouts[t](z[edges]).view(len(edges), nspin, p.dim) * getattr(self, f"output_scale_{t}")
                 * getattr(self, f"bond_scale_{t}")[bins[edges]][:, None, None]
                 + self.response[t](g.h0[t], g.s[t], r[edges], inv[edges], [x[edges] for x in equi])
-                for t, edges in enumerate(g.type_edges)]
+                for t, (edges, p) in enumerate(zip(g.type_edges, self.layout.pairs))]
 
     def _hermitian(self, g: Graph, raw: list, mu: torch.Tensor) -> list:
         """½ [X_ij(R) + X_ji(−R)ᵀ] + μ S_ij(R) per edge type."""
