@@ -1,7 +1,7 @@
 """Benchmark of the ΔH model on a dataset (not a test): train, then evaluate the held-out split.
 
     python scripts/bench_model.py [--dataset abacus_si8|siesta_si8|siesta_molecules|openmx_graphene8
-                                   | --data DIR | --h5 DATA.h5] [--config configs/abacus_si8.toml]
+                                   | --data DIR | --h5 DATA.h5] [--config configs/DATASET.toml]
                                   [--epochs N] [--work .bench] [--ship]
     python scripts/bench_model.py --soc [--config configs/soc.toml] [--work .bench]
 
@@ -71,7 +71,8 @@ def print_report(o: dict) -> None:
     print(f"ΔH MAE (H0 baseline)     : {o['h0_mae_meV']:.4f} meV   → {o['improvement_over_h0']:.1f}× better")
     print(f"max |error| (model / H0) : {o['max_meV']:.2f} / {o['h0_max_meV']:.2f} meV")
     if "band_model_mae_meV" in o:
-        print(f"band error ±2 eV of E_F  : model {o['band_model_mae_meV']:.3f} meV (shift-removed "
+        print(f"band error ±2 eV of E_F  : ({o['band_structures']} of {o['structures']} structures have levels there)")
+        print(f"                           model {o['band_model_mae_meV']:.3f} meV (shift-removed "
               f"{o['band_model_shifted_mae_meV']:.3f}, max {o['band_model_max_meV']:.2f}); "
               f"H0 {o['band_h0_mae_meV']:.2f} meV (shift-removed {o['band_h0_shifted_mae_meV']:.2f})")
 
@@ -100,7 +101,8 @@ def main() -> None:
     ap.add_argument("--data", type=Path, help="a folder of NNN.tar.xz or NNN/ runs instead of --dataset")
     ap.add_argument("--epochs", type=int, help="override the config's epochs (0: the closed-form fit alone)")
     ap.add_argument("--h5", type=Path, help="an already converted dataset (skips unpack/convert)")
-    ap.add_argument("--config", type=Path, default=DEFAULT_CONFIG)
+    ap.add_argument("--config", type=Path, help="default: configs/<dataset>.toml where it exists (soc.toml with "
+                    "--soc), else configs/abacus_si8.toml")
     ap.add_argument("--work", type=Path, default=ROOT / ".bench")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--ship", action="store_true", help="copy the model to dftplug/models/abacus_si8.pt")
@@ -109,10 +111,11 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     args.work.mkdir(parents=True, exist_ok=True)
     if args.soc:
-        bench_soc(args.config if args.config != DEFAULT_CONFIG else ROOT / "configs" / "soc.toml", args.work)
+        bench_soc(args.config or ROOT / "configs" / "soc.toml", args.work)
         return
     h5 = args.h5 or prepare(args.data or ROOT.parent / "shared" / "datasets" / DATASETS[args.dataset], args.work)
-    cfg, mcfg = load_config(args.config)
+    own = ROOT / "configs" / f"{args.dataset}.toml"
+    cfg, mcfg = load_config(args.config or (own if own.exists() and not args.data else DEFAULT_CONFIG))
     if args.epochs is not None:
         cfg.epochs = args.epochs
     model_path = args.work / "model.pt"

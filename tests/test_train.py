@@ -11,6 +11,7 @@ from click.testing import CliRunner
 from dftplug.cli import main
 from dftplug.dataset import read_dataset, write_dataset
 from dftplug.model import CheckpointError, ModelMismatchError, load, load_pretrained
+from dftplug.model.evaluate import evaluate
 from dftplug.model.infer import predict
 from dftplug.model.model import ModelConfig
 from dftplug.model.train import ConfigError, TrainConfig, load_config, train
@@ -166,3 +167,8 @@ def test_species_pairs_missing_from_a_structure(tmp_path):
     water = items[0][1]
     dh = predict(water, load(tmp_path / "m.pt")).H - water.H0
     assert dh.hermiticity_error() < 1e-6 and np.abs(dh.data).max() > 0
+    # H2O's levels lie > 2 eV from its E_F (mid-gap): band errors come from CH4 alone, or from nothing
+    gapped = evaluate(items[:1], load(tmp_path / "m.pt"), nk=1, window=2.0)
+    assert "band_model_mae_meV" not in gapped["overall"] and json.dumps(gapped, allow_nan=False)
+    wide = evaluate(items, load(tmp_path / "m.pt"), nk=1, window=20.0)["overall"]
+    assert wide["band_structures"] == 2 and np.isfinite(wide["band_model_mae_meV"])

@@ -38,9 +38,9 @@ def band_errors(h: Hamiltonian, h_pred, nk: int = 4, window: float = 2.0, seed: 
     out = {}
     for key, e in errs.items():
         e = np.concatenate(e)
-        out[key] = {"mae_meV": 1e3 * float(np.abs(e).mean()) if e.size else float("nan"),
+        out[key] = {"mae_meV": 1e3 * float(np.abs(e).mean()) if e.size else None,
                     "max_meV": 1e3 * float(np.abs(e).max(initial=0.0)),
-                    "shifted_mae_meV": 1e3 * float(np.abs(e - e.mean()).mean()) if e.size else float("nan"),
+                    "shifted_mae_meV": 1e3 * float(np.abs(e - e.mean()).mean()) if e.size else None,
                     "nbands": int(e.size)}
     return out
 
@@ -85,11 +85,13 @@ def evaluate(items, checkpoint: Checkpoint, nk: int = 4, window: float = 2.0) ->
                "h0_max_meV": max((r["h0_max_meV"] for r in structures), default=0.0),
                "inference_s_mean": float(np.mean([r["inference_s"] for r in structures])) if structures else 0.0}
     overall["improvement_over_h0"] = overall["h0_mae_meV"] / max(overall["mae_meV"], 1e-30)
-    with_bands = [r["bands"] for r in structures if "bands" in r]
-    if with_bands:
+    with_bands = [r["bands"] for r in structures if "bands" in r and r["bands"]["model"]["nbands"]]
+    if with_bands:  # pooled over the levels in the window (a molecule's gap may leave none)
+        n = np.array([b["model"]["nbands"] for b in with_bands])
+        overall["band_structures"] = len(with_bands)
         for key in ("model", "h0"):
-            overall[f"band_{key}_mae_meV"] = float(np.mean([b[key]["mae_meV"] for b in with_bands]))
-            overall[f"band_{key}_shifted_mae_meV"] = float(np.mean([b[key]["shifted_mae_meV"] for b in with_bands]))
+            for stat in ("mae_meV", "shifted_mae_meV"):
+                overall[f"band_{key}_{stat}"] = float(np.average([b[key][stat] for b in with_bands], weights=n))
             overall[f"band_{key}_max_meV"] = float(max(b[key]["max_meV"] for b in with_bands))
     per_type = {k: {"mae_meV": 1e3 * v[0] / v[2], "h0_mae_meV": 1e3 * v[1] / v[2], "max_meV": 1e3 * v[3],
                     "h0_max_meV": 1e3 * v[4], "elements": int(v[2])} for k, v in sorted(by_type.items())}
