@@ -71,7 +71,7 @@ def print_report(o: dict) -> None:
     print(f"ΔH MAE (H0 baseline)     : {o['h0_mae_meV']:.4f} meV   → {o['improvement_over_h0']:.1f}× better")
     print(f"max |error| (model / H0) : {o['max_meV']:.2f} / {o['h0_max_meV']:.2f} meV")
     if "band_model_mae_meV" in o:
-        print(f"band error ±2 eV of E_F  : ({o['band_structures']} of {o['structures']} structures have levels there)")
+        print(f"band error ±2 eV of E_F  : (and the frontier levels; {o['band_structures']} of {o['structures']} structures)")
         print(f"                           model {o['band_model_mae_meV']:.3f} meV (shift-removed "
               f"{o['band_model_shifted_mae_meV']:.3f}, max {o['band_model_max_meV']:.2f}); "
               f"H0 {o['band_h0_mae_meV']:.2f} meV (shift-removed {o['band_h0_shifted_mae_meV']:.2f})")

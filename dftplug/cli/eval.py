@@ -34,6 +34,6 @@ def eval_(data, model, kpoints, window, device, as_json):
     click.echo(f"{'all':12s} {o['mae_meV']:10.4f} {o['h0_mae_meV']:10.4f} {o['max_meV']:10.3f} {o['h0_max_meV']:10.3f}"
                f"  → {o['improvement_over_h0']:.1f}× below H0; gauge-fixed MAE {o['gauge_fixed_mae_meV']:.4f} meV")
     if "band_model_mae_meV" in o:
-        click.echo(f"bands within ±{window:g} eV of E_F: model {o['band_model_mae_meV']:.3f} meV "
+        click.echo(f"bands within ±{window:g} eV of E_F and frontier levels: model {o['band_model_mae_meV']:.3f} meV "
                    f"(max {o['band_model_max_meV']:.3f}), H0 {o['band_h0_mae_meV']:.3f} meV "
-                   f"({o['band_structures']} of {o['structures']} structures have levels there)")
+                   f"({o['band_structures']} of {o['structures']} structures)")

@@ -25,14 +25,17 @@ def element_pair_types(h: Hamiltonian, pairs: np.ndarray, layout) -> np.ndarray:
 
 def band_errors(h: Hamiltonian, h_pred, nk: int = 4, window: float = 2.0, seed: int = 0, name: str = "") -> dict:
     """Eigenvalue errors (meV) of H_pred and of H0 against H_scf at Γ + ``nk`` − 1 random k-points,
-    for the DFT bands within ``window`` eV of E_F (matched by band index). "shifted" removes the
-    mean error first (a constant shift of all bands changes no occupation)."""
+    for the DFT bands within ``window`` eV of E_F and the highest occupied and lowest empty level at each
+    k (a molecule's gap may hold E_F > ``window`` from every level), matched by band index. "shifted"
+    removes the mean error first (a constant shift of all bands changes no occupation)."""
     kpts = sample_kpoints(nk, np.random.default_rng([seed, zlib.crc32(name.encode())]), h.atoms.pbc)
     errs = {"model": [], "h0": []}
     for k in kpts:
         for spin in range(1 if h.nspin == 4 else h.nspin):  # nspin 4: one set of spinor levels
             ref = band_energies(h.H, h.S, k, spin)
             sel = np.abs(ref - h.fermi_level) <= window
+            below = np.flatnonzero(ref <= h.fermi_level)
+            sel[below[-1:]] = sel[len(below):len(below) + 1] = True  # the frontier levels (ref is ascending)
             for key, m in (("model", h_pred), ("h0", h.H0)):
                 errs[key].append(band_energies(m, h.S, k, spin)[sel] - ref[sel])
     out = {}
