@@ -34,8 +34,8 @@ def band_errors(h: Hamiltonian, h_pred, nk: int = 4, window: float = 2.0, seed: 
         for spin in range(1 if h.nspin == 4 else h.nspin):  # nspin 4: one set of spinor levels
             ref = band_energies(h.H, h.S, k, spin)
             sel = np.abs(ref - h.fermi_level) <= window
-            below = np.flatnonzero(ref <= h.fermi_level)
-            sel[below[-1:]] = sel[len(below):len(below) + 1] = True  # the frontier levels (ref is ascending)
+            occupied = int(np.sum(ref <= h.fermi_level))  # ref is ascending
+            sel[max(occupied - 1, 0):occupied + 1] = True  # the frontier levels
             for key, m in (("model", h_pred), ("h0", h.H0)):
                 errs[key].append(band_energies(m, h.S, k, spin)[sel] - ref[sel])
     out = {}
