@@ -25,10 +25,9 @@ Shapes: N atoms, E edges; invariants (E, num_invariants), equivariants L → (E,
 from __future__ import annotations
 
 import torch
-from e3nn import o3
 from torch import nn
 
-from .blocks import RadialBasis, scatter_sum
+from .blocks import RadialBasis, edge_harmonics, scatter_sum
 from .graph import Graph
 
 
@@ -47,37 +46,28 @@ class EdgeDescriptors(nn.Module):
         self.register_buffer("pair_rows", iu[0], persistent=False)
         self.register_buffer("pair_cols", iu[1], persistent=False)
 
-    def atom_density(self, g: Graph) -> list[torch.Tensor]:
-        """A_i per L: (N, num_radial · nspecies, 2L + 1)."""
-        vec = g.edge_vec
-        r = vec.norm(dim=-1)
-        far = (r > 1e-8).to(vec.dtype)
-        unit = vec / torch.where(r > 1e-8, r, torch.ones_like(r))[:, None]
-        sh = o3.spherical_harmonics(list(range(self.lmax + 1)), unit, normalize=False, normalization="component")
-        onehot = nn.functional.one_hot(g.species[g.edge_dst], self.nspecies).to(vec.dtype)
-        rad = (self.radial(r) * far[:, None])[:, None, :] * onehot[:, :, None]  # (E, species, n)
+    def atom_density(self, g: Graph, sh: torch.Tensor) -> list[torch.Tensor]:
+        """A_i per L: (N, num_radial · nspecies, 2L + 1); ``sh`` = :func:`.blocks.edge_harmonics` of the edges."""
+        r = g.edge_vec.norm(dim=-1)
+        onehot = nn.functional.one_hot(g.species[g.edge_dst], self.nspecies).to(sh.dtype)
+        rad = (self.radial(r) * (r > 1e-8).to(sh.dtype)[:, None])[:, None, :] * onehot[:, :, None]  # (E, species, n)
         rad = rad.flatten(1) * self.norm
-        out, start = [], 0
-        for L in range(self.lmax + 1):
-            y = sh[:, start:start + 2 * L + 1]
-            start += 2 * L + 1
-            out.append(scatter_sum(rad[:, :, None] * y[:, None, :], g.edge_src, len(g.species)))
-        return out
+        return [scatter_sum(rad[:, :, None] * y[:, None, :], g.edge_src, len(g.species)) for y in self._by_l(sh)]
+
+    def _by_l(self, sh: torch.Tensor) -> list[torch.Tensor]:
+        """(E, (lmax+1)²) → [Y_L (E, 2L + 1) for L = 0..lmax]."""
+        return list(torch.split(sh, [2 * L + 1 for L in range(self.lmax + 1)], dim=-1))
 
     def forward(self, g: Graph):
         """(invariants (E, num_invariants), equivariants [L → (E, num_equivariant, 2L + 1)])."""
-        a = self.atom_density(g)
+        sh = edge_harmonics(g.edge_vec, self.lmax).to(g.edge_vec.dtype)
+        a = self.atom_density(g, sh)
         src, dst = g.edge_src, g.edge_dst
         spectrum = [(x[:, self.pair_rows] * x[:, self.pair_cols]).sum(-1) / (2 * L + 1) for L, x in enumerate(a)]
         atom_inv = torch.cat([a[0][:, :, 0]] + spectrum, dim=-1)  # (N, nch + spectrum)
-        r = g.edge_vec.norm(dim=-1, keepdim=True)
-        unit = g.edge_vec / torch.where(r > 1e-8, r, torch.ones_like(r))
-        sh = o3.spherical_harmonics(list(range(self.lmax + 1)), unit, normalize=False, normalization="component")
-        sh = sh * (r > 1e-8).to(sh.dtype)
-        equi, angles, start = [], [], 0
-        for L, x in enumerate(a):
-            y = sh[:, start:start + 2 * L + 1]
-            start += 2 * L + 1
+        sh = sh * (g.edge_vec.norm(dim=-1, keepdim=True) > 1e-8).to(sh.dtype)  # Y(r̂_ij) = 0 on-site
+        equi, angles = [], []
+        for L, (x, y) in enumerate(zip(a, self._by_l(sh))):
             equi.append(torch.cat([y[:, None, :], x[src], x[dst]], dim=1))
             if L > 0:  # Y_L(r̂_ji) = (−1)^L Y_L(r̂_ij)
                 a_ij = (x[src] * y[:, None, :]).sum(-1) / (2 * L + 1)

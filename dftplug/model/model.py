@@ -163,16 +163,17 @@ class DeltaHModel(nn.Module):
 
     # ----------------------------------------------------------------- statistics
     @torch.no_grad()
-    def set_statistics(self, graphs: list[Graph]) -> dict:
+    def set_statistics(self, graphs: list[Graph], descriptors: list | None = None) -> dict:
         """Fit everything that has a closed form on the training ``graphs``: the channel RMS of
         the H0/S inputs, the linear-response weights (ridge regression), and the channel RMS of
         what is left of ΔH after it (the network's output scale). RMS are shared by the 2l+1
         components of an irrep and by the spin channels, so the scaling stays equivariant.
+        ``descriptors``: :class:`.descriptors.EdgeDescriptors` of each graph, when already computed.
         Returns, per species pair, the RMS (eV) of ΔH and of the residual of the linear part."""
         summary = {}
         rs = torch.zeros(len(graphs), dtype=torch.float64)  # ⟨rest, S⟩ and ⟨S, S⟩ per structure
         ss = torch.zeros(len(graphs), dtype=torch.float64)
-        desc = [self.descriptors(g.to(dtype=self.mu_scale.dtype)) for g in graphs]
+        desc = descriptors or [self.descriptors(g.to(dtype=self.mu_scale.dtype)) for g in graphs]
         self.response_functions.fit_invariants(torch.cat([d[0] for d in desc]))
         for t, p in enumerate(self.layout.pairs):
             chan = torch.as_tensor(p.channel_of_feature)

@@ -135,9 +135,9 @@ class SpinorDeltaHModel(DeltaHModel):
         """The closed-form fits of :meth:`DeltaHModel.set_statistics` on Re h_0, then the channel
         RMS of the Im h_a vector irreps of H0 (encoder input scale) and of ΔH (readout scale), and
         the ridge fit of the T-odd response. Returns the RMS summary per species pair (eV)."""
-        summary = super().set_statistics([ordinary_part(g) for g in graphs])
-        dtype = self.mu_scale.dtype
-        invariants = [self.descriptors(g.to(dtype=dtype))[0] for g in graphs]  # once, not per edge type
+        desc = [self.descriptors(g.to(dtype=self.mu_scale.dtype)) for g in graphs]  # geometry only: computed once
+        summary = super().set_statistics([ordinary_part(g) for g in graphs], desc)
+        invariants = [d[0] for d in desc]
         for t, p in enumerate(self.layout.pairs):
             chan = getattr(self, f"vector_channel_{t}")
             edges = [g.type_edges[t] for g in graphs]

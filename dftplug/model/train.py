@@ -76,13 +76,6 @@ def load_config(path) -> tuple[TrainConfig, ModelConfig]:
     return out[0], out[1]
 
 
-def read_structures(paths) -> list:
-    """(name, Hamiltonian) of every structure of the HDF5 datasets; names get the file stem as a
-    prefix when several files are given."""
-    index = streaming.structure_index(paths)
-    return [(name, h) for _, name, h in streaming.iter_structures(index, range(len(index)))]
-
-
 def data_description(items) -> dict:
     """Code, H0 kind, species, basis and nspin shared by all structures (refuses a mixture)."""
     first = items[0][1]
