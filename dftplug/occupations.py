@@ -124,3 +124,19 @@ def fermi_level(energies, weights, nelec: float, smearing: Smearing, tolerance: 
     if f(lo) > 0 or f(hi) < 0:
         raise DftplugError(f"{nelec} electrons do not fit in the {e.shape[-1]} bands given")
     return float(brentq(f, lo, hi, xtol=tolerance, rtol=4 * np.finfo(float).eps))
+
+
+DEGENERATE = 1e-5  # eV: level pairs closer than this use f' instead of the difference quotient
+
+
+def response_kernel(energies: np.ndarray, fermi: float, smearing: Smearing) -> np.ndarray:
+    """F_nm (1/eV) of energies (..., nb): (f_n − f_m)/(ε_n − ε_m), f'(ε_n) on the diagonal and for
+    degenerate pairs — the Lindhard/Adler–Wiser kernel of
+    the first-order density response (:mod:`dftplug.model.density_response`)."""
+    f = smearing.occupation(energies, fermi)
+    dfde = -smearing.delta((fermi - energies) / smearing.sigma) / smearing.sigma
+    de = energies[..., :, None] - energies[..., None, :]
+    df = f[..., :, None] - f[..., None, :]
+    close = np.abs(de) < DEGENERATE
+    mean_dfde = 0.5 * (dfde[..., :, None] + dfde[..., None, :])
+    return np.where(close, mean_dfde, df / np.where(close, 1.0, de))

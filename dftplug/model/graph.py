@@ -12,7 +12,7 @@ eigenvalues of the bands near the Fermi level (computed once here, they do not d
 from __future__ import annotations
 
 import zlib
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields, is_dataclass, replace
 
 import numpy as np
 import torch
@@ -21,6 +21,8 @@ from dftplug.blocksparse import BlockSparse, union_pairs
 from dftplug.hamiltonian import Hamiltonian
 
 from .bands import band_energies, sample_kpoints
+from .bloch import bloch_index
+from .density_response import density_response_data
 from .irreps import BasisLayout
 from .spinor import to_real_channels
 
@@ -62,6 +64,7 @@ class Graph:
     s: list                        # T × (E_t, dim_t), S blocks as irreps features
     target: list | None = None     # T × (E_t, S, dim_t) eV, ΔH = H − H0 as irreps features
     kspace: list = field(default_factory=list)  # per structure: KspaceData or None
+    density: list = field(default_factory=list)  # per structure: .density_response.DensityResponseData or None
 
     @property
     def n_graphs(self) -> int:
@@ -82,8 +85,9 @@ class Graph:
                 return x.to(device=device, dtype=dtype if x.is_floating_point() else None)
             if isinstance(x, list):
                 return [move(v) for v in x]
-            if isinstance(x, KspaceData):
-                return replace(x, **{f.name: move(getattr(x, f.name)) for f in fields(x) if f.name != "nao"})
+            if is_dataclass(x):  # KspaceData, DensityResponseData
+                return replace(x, **{f.name: move(getattr(x, f.name)) for f in fields(x)
+                                     if isinstance(getattr(x, f.name), (torch.Tensor, list))})
             return x
 
         return replace(self, **{f.name: move(getattr(self, f.name)) for f in fields(self)})
@@ -127,11 +131,13 @@ def _real_channels(m: BlockSparse) -> BlockSparse:
 
 
 def build_graph(h: Hamiltonian, layout: BasisLayout, name: str = "", with_target: bool = True,
-                kpoints: int = 0, band_window: float = 3.0, seed: int = 0) -> Graph:
+                kpoints: int = 0, band_window: float = 3.0, seed: int = 0, density: bool = False) -> Graph:
     """Tensors of ``h`` (with H0 and S; H too when ``with_target``) for a model of ``layout``.
 
     ``kpoints`` > 0 adds the DFT bands within ``band_window`` eV of the Fermi level at Γ and
-    ``kpoints`` − 1 random k-points (seeded by ``seed`` and ``name``) for the reciprocal-space loss.
+    ``kpoints`` − 1 random k-points (seeded by ``seed`` and ``name``) for the reciprocal-space loss;
+    ``density`` the converged H's eigenpairs on the run's k-mesh for the density-response loss
+    (:mod:`.density_response`).
     """
     pairs = graph_pairs(h)
     norb = h.norb()
@@ -150,6 +156,7 @@ def build_graph(h: Hamiltonian, layout: BasisLayout, name: str = "", with_target
     if kpoints > 0 and with_target and h.fermi_level is not None:
         kdata = _kspace_data(h, pairs, norb, type_edges, layout, kpoints, band_window,
                              np.random.default_rng([seed, zlib.crc32(name.encode())]))
+    ddata = density_response_data(h, pairs, type_edges, layout) if density and with_target else None
     partner = h0.partner_index()
     return Graph(
         names=[name], species=torch.from_numpy(kind), node_graph=torch.zeros(h.natoms, dtype=torch.long),
@@ -157,15 +164,15 @@ def build_graph(h: Hamiltonian, layout: BasisLayout, name: str = "", with_target
         edge_vec=torch.from_numpy(vec), partner=torch.from_numpy(partner),
         type_edges=[torch.from_numpy(e) for e in type_edges],
         type_graph=[torch.zeros(len(e), dtype=torch.long) for e in type_edges],
-        h0=_irreps_of(h0, type_edges, layout, range(ntypes)), s=s_irr, target=target, kspace=[kdata])
+        h0=_irreps_of(h0, type_edges, layout, range(ntypes)), s=s_irr, target=target, kspace=[kdata],
+        density=[ddata])
 
 
 def _kspace_data(h, pairs, norb, type_edges, layout, nk, window, rng) -> KspaceData:
     kpts = sample_kpoints(nk, rng, h.atoms.pbc)
     hs = h.H.with_pairs(pairs)
     s = h.S.with_pairs(pairs)
-    offs = np.concatenate([[0], np.cumsum(norb)])
-    nao = int(offs[-1])
+    nao = int(norb.sum())
     vecs, eps = [], []
     for k in kpts:
         for spin in range(hs.nspin):
@@ -183,13 +190,7 @@ def _kspace_data(h, pairs, norb, type_edges, layout, nk, window, rng) -> KspaceD
         vectors[ik, sp, :, :len(e)] = c
         energies[ik, sp, :len(e)] = e
         mask[ik, sp, :len(e)] = True
-    phase, orbital_index = [], []
-    for t, edges in enumerate(type_edges):
-        p = layout.pairs[t]
-        phase.append(torch.from_numpy(np.exp(2j * np.pi * kpts @ pairs[edges, 2:5].T.astype(float))))
-        rows = offs[pairs[edges, 0]][:, None] + np.arange(p.n_a)[None, :]
-        cols = offs[pairs[edges, 1]][:, None] + np.arange(p.n_b)[None, :]
-        orbital_index.append(torch.from_numpy((rows[:, :, None] * nao + cols[:, None, :]).reshape(len(edges), p.dim)))
+    phase, orbital_index, _ = bloch_index(kpts, pairs, type_edges, layout, norb)
     return KspaceData(nao, phase, orbital_index, torch.from_numpy(vectors), torch.from_numpy(energies),
                       torch.from_numpy(mask))
 
@@ -217,4 +218,5 @@ def collate(graphs: list[Graph]) -> Graph:
         type_edges=cat_types("type_edges", edge_off), type_graph=cat_types("type_graph", graph_ids),
         h0=cat_types("h0"), s=cat_types("s"),
         target=cat_types("target") if all(g.target is not None for g in graphs) else None,
-        kspace=[k for g in graphs for k in g.kspace])
+        kspace=[k for g in graphs for k in g.kspace],
+        density=[d for g in graphs for d in g.density])

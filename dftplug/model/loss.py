@@ -18,7 +18,7 @@ Loss (dimensionless; σ = RMS of the training targets ΔH, eV):
     L_real  = mean(r'²) / σ² + mean(|r'|) / σ
     L_gauge = w_gauge · Σ_structures μ*² ⟨S, S⟩ / (N_elements σ²)
     L_k     = w_k · mean_{structure, k, spin, n ∈ window} (c_nᴴ R'(k) c_n)² / σ_k²
-    L       = L_real + L_gauge + L_k
+    L       = L_real + L_gauge + L_k + L_ρ + L_q   (the last two below)
 
 mean(r'²) is the usual MSE (DeepH, HamGNN); the L1 term keeps a constant pull on the many small
 elements whose squared error vanishes next to the large on-site and nearest-neighbour blocks, so
@@ -31,6 +31,11 @@ cᴴ S c = 1, of the bands within a window around E_F at a few k-points, the pre
 on c_n must give back ε_n:  c_nᴴ H_pred(k) c_n − ε_n = c_nᴴ R(k) c_n, R(k) = Σ_R r(R) e^{i2πk·R}.
 Using r' (so the gauge shift is not counted twice), L_k = mean |c_nᴴ R'(k) c_n|² / σ_k², σ_k = 10 meV.
 It penalises the error along the occupied and near-gap states that a small real-space MAE hides.
+
+Density (what a restarted SCF sees, :mod:`.density_response`): the first-order change of the density
+matrix caused by the residual, in the overlap metric and as Mulliken charges moved between atoms,
+each divided by the same number for the H0 guess of the structure (so 1e-2 means 10× closer to the
+SCF density than H0):  L_ρ = w_ρ · mean ‖δDM‖²_S / ‖δDM_H0‖²_S,  L_q = w_q · mean Σ δq² / Σ δq_H0².
 """
 from __future__ import annotations
 
@@ -39,6 +44,8 @@ from dataclasses import dataclass
 import torch
 
 from .blocks import scatter_sum
+from .bloch import bloch_dense
+from .density_response import first_order_density
 from .graph import Graph
 from .spinor import spinor_magnitude
 
@@ -49,6 +56,8 @@ BAND_SCALE = 0.010  # eV, σ_k of the reciprocal-space term
 class LossWeights:
     gauge: float = 0.1
     kspace: float = 0.0
+    density: float = 0.0   # w_ρ: first-order ‖δDM‖²_S relative to the H0 guess's
+    charge: float = 0.0    # w_q: first-order Σ_a δq_a² relative to the H0 guess's
 
 
 def residuals(pred: list, g: Graph, gauge_channels: int):
@@ -72,16 +81,7 @@ def band_residuals(res_blocks: list, g: Graph, n: int) -> torch.Tensor:
     """c_nᴴ R'(k) c_n (eV) of structure ``n`` for its stored k-points/bands, shape (nk, S, nb),
     zero at padded bands. ``res_blocks``: residuals as blocks, T × (E_t, S, dim_t)."""
     kd = g.kspace[n]
-    nk, nspin = kd.energies.shape[:2]
-    dense = torch.zeros(nk, nspin, kd.nao * kd.nao, dtype=kd.vectors.dtype, device=kd.vectors.device)
-    for t, (r, graph) in enumerate(zip(res_blocks, g.type_graph)):
-        sel = graph == n
-        if not bool(sel.any()):
-            continue
-        vals = r[sel].to(kd.vectors.dtype)[None] * kd.phase[t][:, :, None, None]  # (nk, E, S, dim)
-        idx = kd.orbital_index[t].reshape(-1)
-        dense = dense.index_add(2, idx, vals.permute(0, 2, 1, 3).reshape(nk, nspin, -1))
-    dense = dense.view(nk, nspin, kd.nao, kd.nao)
+    dense = bloch_dense(res_blocks, g.type_graph, n, kd.phase, kd.orbital_index, kd.nao)
     proj = torch.einsum("ksan,ksab,ksbn->ksn", kd.vectors.conj(), dense, kd.vectors).real
     return proj * kd.mask
 
@@ -104,8 +104,26 @@ def loss_terms(pred: list, g: Graph, layout, sigma: float, weights: LossWeights)
         sq = torch.cat([(b ** 2).reshape(-1) for b in bands])
         cnt = sum(int(g.kspace[n].mask.sum()) for n, k in enumerate(g.kspace) if k is not None)
         terms["kspace"] = weights.kspace * sq.sum() / max(cnt, 1) / BAND_SCALE ** 2
+    if (weights.density > 0 or weights.charge > 0) and any(d is not None for d in g.density):
+        ratios = density_ratios(to_blocks(res, layout), g)
+        terms["density"] = weights.density * ratios[:, 0].mean()
+        terms["charge"] = weights.charge * ratios[:, 1].mean()
     terms["total"] = sum(terms.values())
     return terms
+
+
+def density_ratios(res_blocks: list, g: Graph) -> torch.Tensor:
+    """(n, 2): first-order ‖δDM‖²_S and Σ_a δq_a² of the residual blocks (T × (E_t, S, dim_t), eV) of
+    each structure n that carries density-response data, divided by those of the H0 guess
+    (:mod:`.density_response`): 1 is as far from the SCF density as H0, 0 is exact."""
+    rows = []
+    for n, d in enumerate(g.density):
+        if d is None:
+            continue
+        natoms = int((g.node_graph == n).sum())
+        dm2, dq = first_order_density(res_blocks, g.type_graph, n, d, natoms)
+        rows.append(torch.stack([dm2, (dq ** 2).sum()]) / d.baseline.to(dm2.dtype))
+    return torch.stack(rows)
 
 
 @torch.no_grad()

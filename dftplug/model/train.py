@@ -26,7 +26,7 @@ from . import checkpoint as ckpt_io
 from . import distributed, streaming
 from .graph import Graph, build_graph, collate, graph_pairs
 from .irreps import BasisLayout
-from .loss import LossWeights, error_sums, loss_terms
+from .loss import LossWeights, density_ratios, error_sums, loss_terms, residuals, to_blocks
 from .model import ModelConfig, make_model
 
 
@@ -49,6 +49,9 @@ class TrainConfig:
     kspace_weight: float = 0.0      # w_k of :mod:`.loss`; > 0 turns on the band term
     kspace_points: int = 4          # Γ + random k-points per structure for the band term
     band_window: float = 3.0        # eV around E_F for the band term
+    density_weight: float = 0.0     # w_ρ of :mod:`.loss` (first-order density error vs H0's); > 0 turns it on
+    charge_weight: float = 0.0      # w_q of :mod:`.loss` (first-order Mulliken charge error vs H0's)
+    select_by: str = "mae"          # best checkpoint by validation "mae" or "density" (needs density data)
     device: str = "cpu"
 
 
@@ -143,8 +146,11 @@ def _data_scales(train_g: list[Graph]) -> tuple[float, float, float, float]:
 
 
 def _mae(model, graphs: list[Graph], layout, device, dtype) -> dict:
+    """Validation metrics: ΔH MAE (meV, model and H0) and, where the graphs carry density-response
+    data, the mean first-order density and charge errors relative to the H0 guess (:func:`.loss.density_ratios`)."""
     model.eval()
     sums = {"raw": 0.0, "fixed": 0.0, "base": 0.0, "count": 0.0}
+    ratios = []
     with torch.no_grad():
         for g in graphs:
             gd = g.to(device, dtype)
@@ -152,9 +158,16 @@ def _mae(model, graphs: list[Graph], layout, device, dtype) -> dict:
             for k, v in error_sums(pred, gd, layout).items():
                 if k in sums:
                     sums[k] += float(v.sum())
+            if any(d is not None for d in gd.density):
+                res, _, _ = residuals(pred, gd, layout.block_channels)
+                ratios.append(density_ratios(to_blocks(res, layout), gd).double())
     n = max(sums["count"], 1.0)
-    return {"mae_meV": 1e3 * sums["raw"] / n, "gauge_fixed_mae_meV": 1e3 * sums["fixed"] / n,
-            "h0_mae_meV": 1e3 * sums["base"] / n}
+    out = {"mae_meV": 1e3 * sums["raw"] / n, "gauge_fixed_mae_meV": 1e3 * sums["fixed"] / n,
+           "h0_mae_meV": 1e3 * sums["base"] / n}
+    if ratios:
+        mean = torch.cat(ratios).mean(0)
+        out["density_ratio"], out["charge_ratio"] = float(mean[0]), float(mean[1])
+    return out
 
 
 @dataclass
@@ -189,12 +202,17 @@ def train(data_paths, output, config: TrainConfig | None = None, model_config: M
     items = {i: (name, h) for i, name, h in streaming.iter_structures(index, wanted)}
     desc = ctx.on_main(lambda: data_description(list(items.values())))
     layout = BasisLayout.from_basis(Basis.from_json(desc["basis"]), desc["species"], desc["nspin"])
-    if layout.nspin == 4 and config.kspace_weight > 0:
-        raise ConfigError(f"kspace_weight {config.kspace_weight}: the band term is not implemented for "
-                          "spin-orbit (nspin 4) data; set kspace_weight = 0")
+    with_density = config.density_weight > 0 or config.charge_weight > 0 or config.select_by == "density"
+    if config.select_by not in ("mae", "density"):
+        raise ConfigError(f"select_by {config.select_by!r}: use \"mae\" or \"density\"")
+    if layout.nspin == 4 and (config.kspace_weight > 0 or with_density):
+        raise ConfigError("the band and density terms (kspace_weight, density_weight, charge_weight, select_by "
+                          "\"density\") are not implemented for spin-orbit (nspin 4) data; leave them off")
     kpts = config.kspace_points if config.kspace_weight > 0 else 0
     graphs = {i: build_graph(h, layout, name, kpoints=kpts if i in train_idx else 0,
-                             band_window=config.band_window, seed=config.seed) for i, (name, h) in items.items()}
+                             band_window=config.band_window, seed=config.seed, density=with_density)
+              for i, (name, h) in tqdm(items.items(), desc="graphs", unit="structure",
+                                       disable=not (progress and ctx.is_main))}
     train_g, val_g = [graphs[i] for i in train_idx if i in graphs], [graphs[i] for i in val_idx if i in graphs]
     local_g = [graphs[i] for i in shard]
     del items
@@ -210,7 +228,9 @@ def train(data_paths, output, config: TrainConfig | None = None, model_config: M
     opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=config.lr_factor, patience=config.lr_patience,
                                                        min_lr=config.min_lr)
-    weights = LossWeights(gauge=config.gauge_weight, kspace=config.kspace_weight)
+    weights = LossWeights(gauge=config.gauge_weight, kspace=config.kspace_weight, density=config.density_weight,
+                          charge=config.charge_weight)
+    score = "density_ratio" if config.select_by == "density" else "mae_meV"  # what picks the best checkpoint
     start_metrics = ctx.on_main(lambda: _mae(model, val_g or train_g, layout, device, dtype))  # linear response alone
     st = _State()
     if resume:
@@ -224,7 +244,7 @@ def train(data_paths, output, config: TrainConfig | None = None, model_config: M
                          "validation": [names[i] for i in val_idx], "config": asdict(config),
                          "target_rms_eV": stats, "validation_before_training": start_metrics}}
     if not resume:  # the closed-form fit alone is the first candidate for the best model
-        st.best, st.best_epoch = start_metrics["mae_meV"], 0
+        st.best, st.best_epoch = start_metrics[score], 0
         meta["metrics"] = {"epoch": 0, "validation": start_metrics, "wall_time_s": 0.0}
         if ctx.is_main:
             ckpt_io.save(output, model, meta)
@@ -248,7 +268,7 @@ def train(data_paths, output, config: TrainConfig | None = None, model_config: M
             opt.step()
             losses.append({k: float(v.detach()) for k, v in terms.items()})
         val = ctx.on_main(lambda: _mae(model, val_g or train_g, layout, device, dtype))
-        sched.step(val["mae_meV"])
+        sched.step(val[score])
         st.epoch += 1
         st.elapsed = time.perf_counter() - t_start
         row = {"epoch": st.epoch, "lr": opt.param_groups[0]["lr"], "time_s": round(st.elapsed, 1),
@@ -256,9 +276,9 @@ def train(data_paths, output, config: TrainConfig | None = None, model_config: M
                                                           for k in losses[0]}).items()},
                **{f"val_{k}": v for k, v in val.items()}}
         st.log.append(row)
-        improved = val["mae_meV"] < st.best
+        improved = val[score] < st.best
         if improved:
-            st.best, st.best_epoch, st.stale = val["mae_meV"], st.epoch, 0
+            st.best, st.best_epoch, st.stale = val[score], st.epoch, 0
             meta["metrics"] = {"epoch": st.epoch, "validation": val, "wall_time_s": st.elapsed}
             if ctx.is_main:
                 ckpt_io.save(output, model, meta)
@@ -281,7 +301,9 @@ def train(data_paths, output, config: TrainConfig | None = None, model_config: M
     if not ctx.is_main:
         return None
     summary = {"output": str(output), "epochs": st.epoch, "best_epoch": st.best_epoch,
-               "best_val_mae_meV": st.best, "h0_val_mae_meV": st.log[-1]["val_h0_mae_meV"] if st.log else None,
+               "best_val_mae_meV": meta.get("metrics", {}).get("validation", {}).get("mae_meV"),
+               "best_val_density_ratio": meta.get("metrics", {}).get("validation", {}).get("density_ratio"),
+               "selected_by": score, "h0_val_mae_meV": st.log[-1]["val_h0_mae_meV"] if st.log else None,
                "val_mae_before_training_meV": start_metrics["mae_meV"],
                "wall_time_s": st.elapsed, "train_structures": len(train_g), "val_structures": len(val_g),
                "log_csv": str(log_csv)}

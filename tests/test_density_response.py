@@ -1,0 +1,109 @@
+"""First-order density response of an H error (the density loss) and the Mulliken charge constraint,
+on a real rattled 8-atom Si cell (ABACUS v3.11, ../shared/datasets/abacus/si8_v311)."""
+import copy
+import tarfile
+
+import numpy as np
+import pytest
+import torch
+
+from dftplug.charge_constraint import constrain_charges
+from dftplug.convert import plan_pairs, read_pair
+from dftplug.density import density_matrix
+from dftplug.model.graph import build_graph, graph_pairs
+from dftplug.model.irreps import BasisLayout
+from dftplug.model.loss import density_ratios, to_blocks
+from dftplug.model.density_response import first_order_density
+
+from .conftest import shared_path
+
+
+@pytest.fixture(scope="module")
+def cell(tmp_path_factory):
+    """Cell c030 of si8_v311 (held out from every shipped model) with H, H0 and S."""
+    base = shared_path("datasets", "abacus")
+    work = tmp_path_factory.mktemp("si8")
+    with tarfile.open(base / "si8_v311" / "c030.tar.xz") as tf:
+        tf.extractall(work, filter="data")
+    orbitals = work / "PP_ORB"
+    orbitals.mkdir()
+    for f in (base / "si8" / "PP_ORB").iterdir():
+        (orbitals / f.name).symlink_to(f)
+    (pair,) = plan_pairs([work / "c030" / "scf"])
+    return read_pair(pair)
+
+
+@pytest.fixture(scope="module")
+def graph(cell):
+    layout = BasisLayout.from_basis(cell.basis, ["Si"], cell.nspin)
+    return layout, build_graph(cell, layout, "c030", density=True)
+
+
+def mulliken(h, H):
+    """Mulliken charges (natoms,) of the DM of ``H`` (the run's mesh and smearing), via the toolkit."""
+    x = copy.copy(h)
+    x.H = H
+    pairs = graph_pairs(h)
+    dm = density_matrix(x, pairs=pairs).DM.data[0]
+    s = h.S.with_pairs(pairs).data[0]
+    block = np.repeat(np.arange(len(pairs)), h.H.norb[pairs[:, 0]] * h.H.norb[pairs[:, 1]])
+    return np.bincount(pairs[:, 0], np.bincount(block, dm * s, len(pairs)), h.natoms)
+
+
+def test_first_order_charges_equal_finite_differences(cell, graph):
+    """δq of δH = ε (H0 − H_scf) from the response formula = (q[H_scf + δH] − q[H_scf]) of two full
+    diagonalisations, to the second-order remainder (ε = 1e-3: relative 1e-3)."""
+    layout, g = graph
+    eps = 1e-3
+    blocks = to_blocks([-eps * t for t in g.target], layout)
+    _, dq = first_order_density(blocks, g.type_graph, 0, g.density[0], cell.natoms)
+    moved = cell.H - cell.delta_h().scaled(eps)
+    fd = mulliken(cell, moved) - mulliken(cell, cell.H)
+    assert np.abs(fd).max() > 1e-6                    # the test perturbs charges measurably
+    np.testing.assert_allclose(dq.numpy(), fd, rtol=0, atol=2e-3 * np.abs(fd).max())
+    assert abs(float(dq.sum())) < 1e-10               # the electron count is conserved
+
+
+def test_density_terms_are_gauge_invariant_and_scaled_by_h0(cell, graph):
+    """A constant shift μ·S moves no charge; the H0 guess itself scores exactly 1."""
+    layout, g = graph
+    shift = to_blocks([0.3 * s[:, None, :].expand(-1, t.shape[1], -1) for s, t in zip(g.s, g.target)], layout)
+    dm2, dq = first_order_density(shift, g.type_graph, 0, g.density[0], cell.natoms)
+    scale = g.density[0].baseline  # the H0 guess's ‖δDM‖²_S and Σ δq² (stored in single precision: 1e-7)
+    assert float(dm2) < 1e-12 * float(scale[0]) and float(dq.abs().max()) < 1e-6 * float(scale[1].sqrt())
+    ratios = density_ratios(to_blocks([-t for t in g.target], layout), g)
+    np.testing.assert_allclose(ratios.numpy(), [[1.0, 1.0]], rtol=1e-5)
+
+
+def test_charge_constraint_reaches_the_scf_charges(cell):
+    """H0's Mulliken charges are 0.01 e off the SCF ones; the per-atom shifts bring them to the target
+    within the tolerance, with mean-zero shifts. The SCF H constrained to its own charges is unchanged."""
+    q_scf = mulliken(cell, cell.H)
+    h0 = copy.copy(cell)
+    h0.H = cell.H0
+    assert np.abs(mulliken(cell, cell.H0) - q_scf).max() > 3e-3
+    res = constrain_charges(h0, q_scf, tolerance=1e-6)
+    assert res.residual < 1e-6 and res.iterations <= 4
+    assert abs(res.shifts.mean()) < 1e-12 and np.abs(res.shifts).max() > 1e-3
+    np.testing.assert_allclose(mulliken(cell, res.H), q_scf, atol=1e-6)
+    same = constrain_charges(cell, q_scf, tolerance=1e-6)
+    assert same.iterations == 0 and np.abs(same.shifts).max() == 0.0
+
+
+def test_training_with_density_terms_selects_by_density(cell, tmp_path):
+    """Training with the density and charge terms logs their validation ratios and picks the best
+    checkpoint by the density ratio."""
+    from dftplug.dataset import write_dataset
+    from dftplug.model.train import TrainConfig, train
+    from dftplug.model.model import ModelConfig
+
+    torch.set_num_threads(1)
+    h5 = write_dataset(tmp_path / "d.h5", [("a", cell), ("b", cell)])
+    cfg = TrainConfig(epochs=2, val_fraction=0.5, density_weight=1.0, charge_weight=0.1, select_by="density")
+    tiny = ModelConfig(num_layers=1, node_mul=(4, 2, 2), edge_mul=(4, 2, 2, 2), num_basis=4, radial_hidden=8,
+                       response_basis=6, env_basis=1)
+    summary = train([h5], tmp_path / "m.pt", cfg, tiny, progress=False)
+    assert summary["selected_by"] == "density_ratio"
+    assert 0 < summary["best_val_density_ratio"] < 1
+    rows = np.genfromtxt(tmp_path / "m.log.csv", delimiter=",", names=True)
+    assert {"loss_density", "loss_charge", "val_density_ratio", "val_charge_ratio"} <= set(rows.dtype.names)
