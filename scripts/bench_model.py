@@ -1,6 +1,6 @@
 """Benchmark of the ΔH model on a dataset (not a test): train, then evaluate the held-out split.
 
-    python scripts/bench_model.py [--dataset abacus_si8|siesta_si8|siesta_molecules|openmx_graphene8
+    python scripts/bench_model.py [--dataset abacus_si|abacus_si8|siesta_si8|siesta_molecules|openmx_graphene8
                                    | --data DIR | --h5 DATA.h5] [--config configs/DATASET.toml]
                                   [--epochs N] [--work .bench] [--ship]
     python scripts/bench_model.py --soc [--config configs/soc.toml] [--work .bench]
@@ -8,7 +8,9 @@
 Unpacks a training set of ``../shared/datasets`` (default ABACUS si8), converts it with
 ``dftplug convert``, trains with the config (seeded split by structure), and prints on the held-out
 structures the ΔH MAE (meV) next to the H0 baseline, the band error near E_F, the training wall time
-and the inference time per structure. ``--ship`` copies the model to dftplug/models/abacus_si8.pt.
+and the inference time per structure. ``abacus_si`` trains on 8- and 64-atom Si cells and reports each
+held-out cell size on its own (structures kept out of training altogether). ``--ship`` copies the model to
+dftplug/models/<dataset>.pt.
 
 ``--soc``: the spin-orbit (nspin 4) model on the SOC fixtures of ``../shared/fixtures/soc`` (ABACUS fcc
 Pb with H0 of h0_smallmag, SIESTA and OpenMX fcc Pt). There is no SOC dataset, only one structure
@@ -41,29 +43,49 @@ SOC_CASES = {  # code: (SCF run, its zeroth-step run)
 }
 
 
-DATASETS = {  # name: folder under ../shared/datasets (NNN.tar.xz archives or NNN/ run folders)
-    "abacus_si8": "abacus/si8", "siesta_si8": "siesta/si8", "siesta_molecules": "siesta/molecules",
-    "openmx_graphene8": "openmx/graphene8"}
+SHARED_DATA = ROOT.parent / "shared" / "datasets"
+# name: (training sources, held-out test sources); a source is a folder under ../shared/datasets (NNN.tar.xz
+# archives or NNN/ run folders), optionally ":first-last" to take a range of its structures by name. Without test
+# sources, the held-out structures are the training run's own validation split.
+DATASETS = {
+    "abacus_si8": (["abacus/si8"], []),
+    "abacus_si": (["abacus/si8", "abacus/si8_v311:c000-c029", "abacus/si64:c000-c002"],
+                  ["abacus/si8_v311:c030-c039", "abacus/si64:c003"]),
+    "siesta_si8": (["siesta/si8"], []), "siesta_molecules": (["siesta/molecules"], []),
+    "openmx_graphene8": (["openmx/graphene8"], [])}
+ORBITALS = SHARED_DATA / "abacus" / "si8" / "PP_ORB"  # the ABACUS sets' INPUTs name ../../PP_ORB
 
 
-def prepare(source: Path, work: Path) -> Path:
-    """Unpack every NNN.tar.xz of ``source`` (or take its NNN/ folders as they are) and convert all
-    NNN/scf (with its zeroth-step sibling) into one HDF5 file."""
-    h5 = work / "data.h5"
+def _selected(source: str) -> tuple[Path, tuple[str, str] | None]:
+    folder, _, span = source.partition(":")
+    return Path(folder), (tuple(span.split("-")) if span else None)
+
+
+def prepare(source: str | Path, work: Path, name: str = "data") -> Path:
+    """Unpack the NNN.tar.xz of ``source`` (a folder, absolute or under ../shared/datasets, optionally with a
+    ":first-last" name range) or take its NNN/ folders as they are, and convert every NNN/scf (with its
+    zeroth-step sibling) into ``work/<name>.h5``."""
+    h5 = work / f"{name}.h5"
     if h5.is_file():
         return h5
-    base = source
-    archives = sorted(source.glob("*.tar.xz"))
+    folder, span = _selected(str(source))
+    folder = folder if folder.is_absolute() else SHARED_DATA / folder
+    inside = lambda n: span is None or span[0] <= n <= span[1]  # noqa: E731
+    base = folder
+    archives = [tb for tb in sorted(folder.glob("*.tar.xz")) if inside(tb.name.split(".")[0])]
     if archives:
-        base = work / "raw"
+        base = work / "raw" / folder.name
         base.mkdir(parents=True, exist_ok=True)
+        if (folder / "PP_ORB").is_dir() or folder.parent == ORBITALS.parents[1]:
+            if not (base / "PP_ORB").exists():
+                (base / "PP_ORB").symlink_to(ORBITALS)
         for tb in archives:
             if not (base / tb.name.split(".")[0]).is_dir():
                 with tarfile.open(tb) as tf:
                     tf.extractall(base, filter="data")
-    runs = sorted(p / "scf" for p in base.iterdir() if (p / "scf").is_dir())
+    runs = sorted(p / "scf" for p in base.iterdir() if (p / "scf").is_dir() and inside(p.name))
     pairs = plan_pairs(runs)
-    return write_dataset(h5, [(pair.name, read_pair(pair)) for pair in pairs])
+    return write_dataset(h5, [(f"{folder.name}_{pair.name}", read_pair(pair)) for pair in pairs])
 
 
 def print_report(o: dict) -> None:
@@ -105,7 +127,7 @@ def main() -> None:
                     "--soc), else configs/abacus_si8.toml")
     ap.add_argument("--work", type=Path, default=ROOT / ".bench")
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--ship", action="store_true", help="copy the model to dftplug/models/abacus_si8.pt")
+    ap.add_argument("--ship", action="store_true", help="copy the model to dftplug/models/<dataset>.pt")
     ap.add_argument("--soc", action="store_true", help="spin-orbit model on the SOC fixture pairs (config soc.toml)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -113,29 +135,39 @@ def main() -> None:
     if args.soc:
         bench_soc(args.config or ROOT / "configs" / "soc.toml", args.work)
         return
-    h5 = args.h5 or prepare(args.data or ROOT.parent / "shared" / "datasets" / DATASETS[args.dataset], args.work)
+    if args.h5 or args.data:
+        train_h5, test_h5 = [args.h5 or prepare(args.data, args.work)], []
+    else:
+        train_src, test_src = DATASETS[args.dataset]
+        train_h5 = [prepare(src, args.work, f"train{n}") for n, src in enumerate(train_src)]
+        test_h5 = [prepare(src, args.work, f"test{n}") for n, src in enumerate(test_src)]
     own = ROOT / "configs" / f"{args.dataset}.toml"
     cfg, mcfg = load_config(args.config or (own if own.exists() and not args.data else DEFAULT_CONFIG))
     if args.epochs is not None:
         cfg.epochs = args.epochs
     model_path = args.work / "model.pt"
     t0 = time.perf_counter()
-    summary = train([h5], model_path, cfg, mcfg, progress=True)
+    summary = train(train_h5, model_path, cfg, mcfg, progress=True)
     wall = time.perf_counter() - t0
     ckpt = load(model_path)
-    held_out = ckpt.meta["training"]["validation"]
-    report = evaluate(iter_dataset(h5, held_out), ckpt, nk=4, window=2.0)
-    o = report["overall"]
-    print(json.dumps(report["by_orbital_pair"], indent=1))
-    print(f"held-out structures      : {len(held_out)} ({', '.join(held_out)})")
-    print_report(o)
+    if test_h5:  # structures no training step saw: one report per test source (e.g. per cell size)
+        reports = {str(h): evaluate(iter_dataset(h), ckpt, nk=4, window=2.0) for h in test_h5}
+    else:
+        held_out = set(ckpt.meta["training"]["validation"])
+        items = ((n, h) for path in train_h5 for n, h in iter_dataset(path) if n in held_out)
+        reports = {"validation split": evaluate(items, ckpt, nk=4, window=2.0)}
+    for where, report in reports.items():
+        o = report["overall"]
+        print(json.dumps(report["by_orbital_pair"], indent=1))
+        print(f"held-out structures      : {o['structures']} ({where})")
+        print_report(o)
     print(f"training wall time       : {summary['wall_time_s'] / 60:.1f} min ({summary['epochs']} epochs, "
           f"best {summary['best_epoch']}; total incl. graph building {wall / 60:.1f} min, "
           f"{args.threads} thread(s))")
     print(f"inference per structure  : {o['inference_s_mean']:.3f} s")
-    (args.work / "bench_report.json").write_text(json.dumps({"summary": summary, "eval": report}, indent=1))
+    (args.work / "bench_report.json").write_text(json.dumps({"summary": summary, "eval": reports}, indent=1))
     if args.ship:
-        dest = ROOT / "dftplug" / "models" / "abacus_si8.pt"
+        dest = ROOT / "dftplug" / "models" / f"{args.dataset}.pt"
         shutil.copy(model_path, dest)
         print(f"shipped {dest} ({dest.stat().st_size / 1e6:.2f} MB)")
 

@@ -26,6 +26,8 @@ def train(data, output, config_path, resume, device, epochs, seed, threads, as_j
     Data-parallel on N GPUs (or CPU processes): torchrun --nproc_per_node N $(which dftplug) train ...
 
     Writes OUTPUT (best model), OUTPUT's .train.pt (resumable state), .log.csv and .log.json.
+    Training stops after [train] time_limit_min (default 30 minutes; 0 = no limit), keeping the best
+    model so far: the shipped configs finish on their data sets within that on one CPU core.
     """
     import torch
 

@@ -34,16 +34,21 @@ from dftplug.occupations import Smearing, fermi_level, monkhorst_pack, response_
 
 from .bloch import bloch_dense, bloch_index
 
+ACTIVE = 1e-6  # bands with occupation or f'·σ above this are active: F_nm = 0 between two inactive ones
+
+
 @dataclass
 class DensityResponseData:
     """The converged H's eigenpairs on the run's k-mesh, for :func:`first_order_density`.
 
-    Shapes: nk k-points (time-reversal reduced), S spin channels, nao orbitals = nb bands.
+    Shapes: nk k-points (time-reversal reduced), S spin channels, nao orbitals = nb bands, of which
+    the lowest na are active (occupied or at E_F; F_nm vanishes between two inactive bands, so X is needed
+    on the active rows only: na ≈ N_e/2 ≪ nb, the cost of the loss drops by nb/na).
     phase : list over edge types of (nk, E_t) complex  e^{i2πk·R} of the structure's edges
     orbital_index : list over edge types of (E_t, dim_t) long  row·nao + column of each block element
     weights : (nk,)  k weights (sum 1);  vectors : (nk, S, nao, nb) complex C
     projector : (nk, S, nb, nao) complex  P = Cᴴ S(k)
-    response : (nk, S, nb, nb)  F_nm, with f'(ε_n) on the diagonal (1/eV)
+    response : (nk, S, na, nb)  F_nm of the active rows, with f'(ε_n) on the diagonal (1/eV)
     atom_of_orbital : (nao,) long;  electrons_per_state : g
     baseline : (2,)  ‖δDM‖²_S and Σ_a δq_a² of the H0 guess (δH = H0 − H_scf), the scales of the loss
     """
@@ -73,7 +78,10 @@ def density_response_data(h: Hamiltonian, pairs: np.ndarray, type_edges: list, l
     sk = BlochSum(h.S).dense(kpts)[0]                                  # (nk, nao, nao)
     vectors = np.swapaxes(sol.vectors, 0, 1)                           # (nk, S, nao, nb)
     projector = np.conj(np.swapaxes(vectors, -1, -2)) @ sk[:, None]
-    response = np.swapaxes(response_kernel(sol.energies, ef, smearing), 0, 1)
+    x = (ef - sol.energies) / smearing.sigma
+    active = (smearing.occupation(sol.energies, ef) > ACTIVE) | (smearing.delta(x) > ACTIVE)
+    na = max(1, int(active.sum(-1).max()))                             # a prefix: energies ascend
+    response = np.swapaxes(response_kernel(sol.energies, ef, smearing)[..., :na, :], 0, 1)
     norb = h.norb()
     phase, orbital_index, nao = bloch_index(kpts, pairs, type_edges, layout, norb)
     data = DensityResponseData(
@@ -90,20 +98,29 @@ def density_response_data(h: Hamiltonian, pairs: np.ndarray, type_edges: list, l
 
 
 def _response_from_dense(dh: torch.Tensor, d: DensityResponseData, natoms: int):
-    """(‖δDM‖²_S, δq (natoms,)) of δH(k) (nk, S, nao, nao) (module docstring)."""
+    """(‖δDM‖²_S, δq (natoms,)) of δH(k) (nk, S, nao, nao) (module docstring), from the active rows
+    Y_{A,:} of the Hermitian Y (the rows of inactive bands are the conjugates of the active columns)."""
     c = d.vectors.to(dh.dtype)
-    x = c.conj().transpose(-1, -2) @ dh @ c                            # (nk, S, nb, nb)
+    na = d.response.shape[-2]
+    ca, rest = c[..., :na], c[..., na:]
+    x = ca.conj().transpose(-1, -2) @ dh @ c                           # (nk, S, na, nb)
     w = d.weights.to(d.response.dtype)
     f = d.response.to(x.real.dtype)
-    diag_f = torch.diagonal(f, dim1=-2, dim2=-1)                       # f'(ε_n)
-    x_diag = torch.diagonal(x, dim1=-2, dim2=-1).real
+    diag_f = torch.diagonal(f[..., :na], dim1=-2, dim2=-1)             # f'(ε_n)
+    x_diag = torch.diagonal(x[..., :na], dim1=-2, dim2=-1).real
     norm = (w[:, None, None] * diag_f).sum()
     shift = (w[:, None, None] * diag_f * x_diag).sum() / norm if bool(norm.abs() > 1e-12) else x_diag.new_zeros(())
     y = f * x
-    y = y - torch.diag_embed(diag_f * shift).to(y.dtype)
+    y = torch.cat([y[..., :na] - torch.diag_embed(diag_f * shift).to(y.dtype), y[..., na:]], dim=-1)
     g = d.electrons_per_state
-    dm2 = g * g * (w[:, None, None, None] * y.abs() ** 2).sum()
-    per_orbital = g * torch.einsum("k,ksin,ksni->i", w.to(y.dtype), c, y @ d.projector.to(y.dtype)).real
+    wk = w[:, None, None, None]
+    dm2 = g * g * ((wk * y[..., :na].abs() ** 2).sum() + 2 * (wk * y[..., na:].abs() ** 2).sum())
+    p = d.projector.to(y.dtype)
+    cw = w.to(y.dtype)
+    per_orbital = torch.einsum("k,ksin,ksni->i", cw, ca, y @ p)
+    per_orbital = per_orbital + torch.einsum("k,ksin,ksni->i", cw, rest,
+                                             y[..., na:].conj().transpose(-1, -2) @ p[..., :na, :])
+    per_orbital = g * per_orbital.real
     dq = torch.zeros(natoms, dtype=per_orbital.dtype, device=per_orbital.device)
     return dm2, dq.index_add(0, d.atom_of_orbital, per_orbital)
 

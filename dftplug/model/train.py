@@ -44,7 +44,7 @@ class TrainConfig:
     lr_patience: int = 8
     min_lr: float = 1e-5
     early_stop_patience: int = 30   # epochs without a better validation MAE
-    time_limit_min: float = 0.0     # stop (cleanly, best model kept) after this long; 0 = none
+    time_limit_min: float = 30.0    # stop (cleanly, best model kept) after this long; 0 = none
     gauge_weight: float = 0.1       # w_gauge of :mod:`.loss`
     kspace_weight: float = 0.0      # w_k of :mod:`.loss`; > 0 turns on the band term
     kspace_points: int = 4          # Γ + random k-points per structure for the band term
