@@ -30,6 +30,7 @@ from .blocksparse import BlockSparse
 from .errors import ParseError
 from .fileio import atomic_path
 from .hamiltonian import MATRIX_NAMES, Hamiltonian
+from .validate import check_hamiltonian
 
 FORMAT = "dftplug-dataset"
 FORMAT_VERSION = 1
@@ -107,6 +108,9 @@ def _open(path) -> h5py.File:
         f.close()
         raise ParseError(path, f"dataset format_version {f.attrs.get('format_version')} is not "
                                f"{FORMAT_VERSION}")
+    if not isinstance(f.get("structures"), h5py.Group):
+        f.close()
+        raise ParseError(path, "no /structures group (an incomplete or foreign file)")
     return f
 
 
@@ -126,7 +130,7 @@ def _read_one(group: h5py.Group, path) -> Hamiltonian:
                            nelec=None if np.isnan(ne) else ne, h0_kind=group.attrs["h0_kind"] or None,
                            provenance=json.loads(group.attrs["provenance"]),
                            settings=json.loads(group.attrs["settings"]), **mats)
-    except (KeyError, ValueError, OSError) as exc:
+    except (KeyError, ValueError, TypeError, OSError) as exc:
         raise ParseError(path, f"structure {group.name}: {exc}") from None
 
 
@@ -135,15 +139,17 @@ def dataset_names(path) -> list[str]:
         return list(f["structures"].keys())
 
 
-def iter_dataset(path, names: Iterable[str] | None = None) -> Iterator[tuple[str, Hamiltonian]]:
-    """Yield ``(name, Hamiltonian)`` one structure at a time (streaming, not all in memory)."""
+def iter_dataset(path, names: Iterable[str] | None = None, require=()) -> Iterator[tuple[str, Hamiltonian]]:
+    """Yield ``(name, Hamiltonian)`` one structure at a time (streaming, not all in memory), each
+    checked at the boundary (:func:`dftplug.validate.check_hamiltonian`; ``require``: matrices
+    that must be present, e.g. ``("H", "H0", "S")`` for training)."""
     with _open(path) as f:
         root = f["structures"]
         for name in (list(root.keys()) if names is None else names):
-            if name not in root:
+            if name not in root or not isinstance(root[name], h5py.Group):
                 raise ParseError(path, f"no structure named {name!r}")
-            yield name, _read_one(root[name], path)
+            yield name, check_hamiltonian(_read_one(root[name], path), f"{path} (structure {name})", require)
 
 
-def read_dataset(path, names: Iterable[str] | None = None) -> list[Hamiltonian]:
-    return [h for _, h in iter_dataset(path, names)]
+def read_dataset(path, names: Iterable[str] | None = None, require=()) -> list[Hamiltonian]:
+    return [h for _, h in iter_dataset(path, names, require)]

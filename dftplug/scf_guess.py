@@ -12,27 +12,12 @@ return the files written and the input lines the user adds to the SCF run:
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from .density import density_matrix
 from .errors import MismatchError
 from .hamiltonian import Hamiltonian
-
-
-@dataclass
-class ScfGuess:
-    """What was written for a code: files, the input lines to add, and notes for the user."""
-
-    code: str
-    files: list[Path]
-    input_lines: list[str]
-    fermi_level: float | None = None
-    notes: list[str] = field(default_factory=list)
-
-
-def needs_dm(code: str, nspin: int, with_dm: bool) -> bool:
-    return code == "siesta" or with_dm or (code == "abacus" and nspin == 2)
+from .parsers import ScfGuess, code_io
 
 
 def write_scf_guess(h: Hamiltonian, code: str, out_dir, with_dm: bool = False,
@@ -43,16 +28,15 @@ def write_scf_guess(h: Hamiltonian, code: str, out_dir, with_dm: bool = False,
     (k-mesh, smearing, electron count) and the predicted (or exact) H. When the code's restart
     reads a DM, it is built from H: DM_ij(R) = Re Σ_k w_k Σ_n f_n c_in c*_jn e^{−i2πk·R}.
     """
-    from dftplug.parsers import code_module
-
     if h.H is None or h.S is None:
         raise MismatchError("an SCF guess needs H and S")
     fermi = None
-    if needs_dm(code, h.nspin, with_dm):
+    io = code_io(code)
+    if io.guess_needs_dm(h.nspin, with_dm):
         dm = density_matrix(h, mesh=mesh, progress=progress)
         h.DM, fermi = dm.DM, dm.fermi_level
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    guess = code_module(code).write_scf_guess(h, out_dir)
+    guess = io.write_scf_guess(h, out_dir)
     guess.fermi_level = fermi
     return guess

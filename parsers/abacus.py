@@ -46,14 +46,14 @@ from pathlib import Path
 
 import ase
 import numpy as np
-from scipy.linalg import block_diag
 
 from dftplug.basis import Basis, Shell
 from dftplug.blocksparse import BlockSparse, union_pairs
 from dftplug.errors import MismatchError, ParseError
 from dftplug.fileio import atomic_write, file_exists, find_file, read_text
 from dftplug.hamiltonian import Hamiltonian, spin_identity
-from dftplug.orbitals import code_to_internal
+
+from .base import CodeIO, ScfGuess, register, relabel_h0, shell_transform
 
 RY_TO_EV = 13.605698
 BOHR_TO_ANG = 0.529177210903
@@ -70,7 +70,7 @@ def _abacus_order(l: int) -> tuple[tuple[int, int], ...]:
 
 def orbital_transform(ls) -> np.ndarray:
     """U (norb x norb) with phi_internal = U phi_abacus for an atom with shells ``ls``."""
-    return block_diag(*[code_to_internal(_abacus_order(l)) for l in ls])
+    return shell_transform(ls, _abacus_order)
 
 
 # ============================================================================ csr files
@@ -155,7 +155,7 @@ def read_csr(path) -> CsrFile:
         if len(head) != 4:
             raise ParseError(path, f"line {pos + 1}: expected 'Rx Ry Rz nnz', got {lines[pos]!r}")
         cells[r] = _ints(path, head[:3], "lattice vector")
-        nnz = int(head[3])
+        nnz = int(_ints(path, head[3:], "nnz (element count)")[0])
         pos += 1
         if gen == "old":
             if nnz == 0:
@@ -363,22 +363,11 @@ def read_orb(path) -> tuple[Shell, ...]:
     counts = re.findall(r"Number of ([SPDFGH])orbital-->\s+(\d+)", text)
     if not counts:
         raise ParseError(path, "no 'Number of Xorbital-->' lines: not an ABACUS .orb file")
-    rc = float(rcut.group(1)) * BOHR_TO_ANG if rcut else None
+    if not rcut:
+        raise ParseError(path, "no 'Radius Cutoff(a.u.)' line: the basis cutoff is unknown")
+    rc = float(rcut.group(1)) * BOHR_TO_ANG
     return tuple(Shell(l="SPDFGH".index(letter), zeta=z + 1, rcut=rc)
                  for letter, n in counts for z in range(int(n)))
-
-
-def _shells_from_log(log: str, path) -> dict[str, tuple[Shell, ...]]:
-    """Fallback when the .orb files are not at hand: the log's 'L=.., number of zeta' table."""
-    out = {}
-    for block in re.split(r"READING ATOM TYPE", log)[1:]:
-        label = re.search(r"atom label\s*=\s*(\S+)", block, re.I)
-        zetas = re.findall(r"L=(\d+), number of zeta = (\d+)", block)
-        if label and zetas:
-            out[label.group(1)] = tuple(Shell(l=int(l), zeta=z + 1) for l, n in zetas for z in range(int(n)))
-    if not out:
-        raise ParseError(path, "cannot find the basis: no .orb file and no orbital table in the log")
-    return out
 
 
 # ============================================================================ run folders
@@ -535,17 +524,13 @@ def read_run(folder, with_matrices=("H", "S", "DM")) -> Hamiltonian:
     if nspin == 4:
         _check_spinor_run(run)
     log_text = read_text(run.log) if run.log else ""
-    shells = {}
+    # the .orb files are required: they alone state the cutoff radius of each shell
     orb_dir = run.root / run.params.get("orbital_dir", ".")
-    for sp, fname in orbfiles.items():
-        p = orb_dir / fname
-        try:
-            shells[sp] = read_orb(p)
-        except ParseError:
-            shells = {}
-            break
-    if not shells:
-        shells = _shells_from_log(log_text, run.log or run.root)
+    for fname in orbfiles.values():
+        if not file_exists(orb_dir / fname):
+            raise ParseError(orb_dir / fname, "orbital file not found (STRU's NUMERICAL_ORBITAL in INPUT's "
+                                              "orbital_dir): it is needed for the basis and its cutoff radii")
+    shells = {sp: read_orb(orb_dir / fname) for sp, fname in orbfiles.items()}
     labels = {re.sub(r"[^A-Za-z].*$", "", k): v for k, v in shells.items()}
     missing = set(atoms.get_chemical_symbols()) - set(labels)
     if missing:
@@ -567,20 +552,31 @@ def read_run(folder, with_matrices=("H", "S", "DM")) -> Hamiltonian:
         settings["smearing_sigma_eV"] = float(settings["smearing_sigma"]) * RY_TO_EV
     kpt = run.root / "KPT"
     if kpt.is_file():
-        kl = read_text(kpt).split("\n")
-        if len(kl) > 3 and kl[2].strip().lower() in ("gamma", "monkhorst-pack", "mp"):
-            settings["kmesh"] = [int(x) for x in kl[3].split()[:3]]
-            settings["kmesh_type"] = kl[2].strip().lower()
-            # ABACUS K_Vectors::Monkhorst_Pack_formula, n = 1..N: Gamma k = (o + n − 1)/N,
-            # MP k = (o + 2n − N − 1)/(2N); as k = (i + shift/2)/N: shift = 2o, resp. (1 − N + o) mod 2
-            offset = [float(x) for x in kl[3].split()[3:6]] or [0.0, 0.0, 0.0]
-            settings["kmesh_shift"] = ([2 * o for o in offset] if settings["kmesh_type"] == "gamma" else
-                                       [(1 - n + o) % 2 for n, o in zip(settings["kmesh"], offset)])
+        settings.update(read_kpt(kpt))
     prov = {"code": CODE, "version": info.get("version"), "source": str(Path(folder).resolve()),
             "files": files, "scf_iterations": info.get("scf_iterations"),
             "converged": info.get("converged"), "autoset_magnetism": info.get("autoset_magnetism")}
     return Hamiltonian(atoms=atoms, basis=basis, fermi_level=info.get("fermi_level"), nelec=info.get("nelec"),
                        provenance=prov, settings=settings, **mats)
+
+
+def read_kpt(path) -> dict:
+    """k-mesh settings of an automatic ``KPT`` file (Gamma / Monkhorst-Pack); {} for explicit lists."""
+    kl = read_text(path).split("\n")
+    if len(kl) <= 3 or kl[2].strip().lower() not in ("gamma", "monkhorst-pack", "mp"):
+        return {}
+    kind = kl[2].strip().lower()
+    try:
+        mesh = [int(x) for x in kl[3].split()[:3]]
+        offset = [float(x) for x in kl[3].split()[3:6]] or [0.0, 0.0, 0.0]
+    except ValueError:
+        raise ParseError(path, f"line 4: expected three integers and three offsets, got {kl[3].strip()!r}") from None
+    if len(mesh) != 3 or len(offset) != 3:
+        raise ParseError(path, f"line 4: expected three integers and three offsets, got {kl[3].strip()!r}")
+    # ABACUS K_Vectors::Monkhorst_Pack_formula, n = 1..N: Gamma k = (o + n − 1)/N,
+    # MP k = (o + 2n − N − 1)/(2N); as k = (i + shift/2)/N: shift = 2o, resp. (1 − N + o) mod 2
+    shift = [2 * o for o in offset] if kind == "gamma" else [(1 - n + o) % 2 for n, o in zip(mesh, offset)]
+    return {"kmesh": mesh, "kmesh_type": kind, "kmesh_shift": shift}
 
 
 def read_h0(folder) -> Hamiltonian:
@@ -594,8 +590,7 @@ def read_h0(folder) -> Hamiltonian:
         raise ParseError(Path(folder), "ABACUS auto-set a start moment (1, 1, 1) muB ('Autoset magnetism' in "
                                        "the log): this H0 is spin-polarised; rerun the zeroth step with an "
                                        "explicit tiny moment on each atom line of STRU, e.g. 'mag 0.00002'")
-    h.H0, h.H, h.h0_kind = h.H, None, "H[rho_atomic]"
-    return h
+    return relabel_h0(h)
 
 
 # ============================================================================ writing
@@ -717,22 +712,17 @@ def read_eig_occ(path) -> tuple[np.ndarray, np.ndarray]:
     return table[..., 0], table[..., 1]
 
 
-H0_SIBLINGS = ("h0",)
-
-
 def is_run_folder(path) -> bool:
     path = Path(path)
     return (path / "INPUT").is_file() and (path / "STRU").is_file()
 
 
-def write_scf_guess(h: Hamiltonian, out_dir) -> "ScfGuess":
+def write_scf_guess(h: Hamiltonian, out_dir) -> ScfGuess:
     """``init_chg hr`` / ``init_chg dm`` files of v3.11+ in ``out_dir`` (usable as ``read_file_dir``).
 
     nspin 2 is started from the DM: ABACUS v3.11's ``init_chg hr`` loses the magnetisation of a
     spin-polarised run (fixtures README); its ``init_chg dm`` restarts fe_bcc in 1 iteration.
     """
-    from dftplug.scf_guess import ScfGuess
-
     files = write_matrix(h, "H", out_dir, generation="new")
     if h.DM is not None:
         files += write_matrix(h, "DM", out_dir, generation="new")
@@ -741,3 +731,29 @@ def write_scf_guess(h: Hamiltonian, out_dir) -> "ScfGuess":
     notes = ([] if h.DM is None or use_dm else
              ["the DM files are there too: 'init_chg dm' starts from them instead"])
     return ScfGuess(CODE, files, lines, notes=notes)
+
+
+@register
+class Abacus(CodeIO):
+    """ABACUS LCAO runs: ``INPUT``, ``STRU``, ``KPT``, ``OUT.<suffix>/`` (zeroth-step run: ``h0/``)."""
+
+    name = CODE
+    h0_siblings = ("h0",)
+    writes_scf_guess = True
+    detect_order = 10
+    orbital_order = staticmethod(_abacus_order)
+
+    def is_run_folder(self, path):
+        return is_run_folder(path)
+
+    def _read_run(self, path, matrices=("H", "S", "DM")):
+        return read_run(path, with_matrices=matrices)
+
+    def _read_h0(self, path):
+        return read_h0(path)
+
+    def guess_needs_dm(self, nspin, with_dm):
+        return with_dm or nspin == 2  # v3.11's init_chg hr loses the magnetisation
+
+    def write_scf_guess(self, h, out_dir):
+        return write_scf_guess(h, out_dir)

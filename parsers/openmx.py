@@ -63,14 +63,14 @@ from pathlib import Path
 import ase
 import numpy as np
 from ase.data import chemical_symbols
-from scipy.linalg import block_diag
 
 from dftplug.basis import Basis, Shell
 from dftplug.blocksparse import BlockSparse
 from dftplug.errors import MismatchError, ParseError
 from dftplug.fileio import atomic_write, find_file, read_bytes, read_text
 from dftplug.hamiltonian import Hamiltonian
-from dftplug.orbitals import code_to_internal
+
+from .base import CodeIO, ScfGuess, register, relabel_h0, shell_transform
 
 CODE = "openmx"
 HARTREE_TO_EV = 27.2113845  # OpenMX eV2Hartree
@@ -79,7 +79,6 @@ KB_EV_PER_K = 8.617251324e-5  # OpenMX kB (eV/K)
 SCFOUT_VERSION = 3
 INIT_CHEMP_HA = -3.0 / HARTREE_TO_EV  # openmx_postprocess's stored initial ChemP
 CLUSTER_SOLVERS = {2, 7, 9, 12}  # Cluster, Cluster-DIIS, Cluster2, Cluster-LNO: no periodicity
-H0_SIBLINGS = ("scf_iter1", "h0")
 POSTPROCESS_FILE = "overlap.scfout"
 WRITE_SNAP_RTOL = 1e-13
 NONCOLLINEAR_XC_MAX_HA = 1e-6  # SpinP_switch 3: largest |H[3]| read (see _check_non_magnetic)
@@ -95,7 +94,7 @@ OPENMX_ORDER = {
 
 def orbital_transform(ls) -> np.ndarray:
     """U (norb x norb) with phi_internal = U phi_openmx for an atom with shells ``ls``."""
-    return block_diag(*[code_to_internal(OPENMX_ORDER[l]) for l in ls])
+    return shell_transform(ls, OPENMX_ORDER.__getitem__)
 
 
 # ============================================================================ the binary file
@@ -564,8 +563,7 @@ def read_h0(folder, h0_kind: str | None = None) -> Hamiltonian:
         h.provenance["h0_form"] = "openmx:scf_iter1"
         h0_kind = h0_kind or "H[rho_atomic]"
     h.provenance["source"] = str(folder.resolve())
-    h.H0, h.H, h.DM, h.h0_kind = h.H, None, None, h0_kind
-    return h
+    return relabel_h0(h, h0_kind)
 
 
 # ============================================================================ writing
@@ -628,16 +626,38 @@ def write_scfout(h: Hamiltonian, path, template: Scfout | str | Path | None = No
     return replace(scf, blocks=blocks).write(path)
 
 
-def write_scf_guess(h: Hamiltonian, out_dir) -> "ScfGuess":
+def write_scf_guess(h: Hamiltonian, out_dir) -> ScfGuess:
     """``<name>.scfout`` of the predicted H on the layout of the run h was read from.
 
     OpenMX itself restarts only from its ``<name>_rst/`` folder, which besides per-atom H and DM
     holds the real-space grid density (``.crst*``) that OpenMX rebuilds H from; that density needs
     OpenMX's grid and PAO radial functions, which are not in these files, so none is written.
     """
-    from dftplug.scf_guess import ScfGuess
-
     name = h.settings.get("system_name") or Path(h.provenance["files"]["scfout"]).name.split(".")[0]
     path = write_scfout(h, Path(out_dir) / f"{name}.scfout")
     return ScfGuess(CODE, [path], [], notes=["tools built on OpenMX's read_scfout read this file; "
                                             "OpenMX's own SCF restart (scf.restart on) needs its _rst/ folder"])
+
+
+@register
+class OpenMX(CodeIO):
+    """OpenMX 3.9 runs: ``<name>.scfout`` (``HS.fileout on``) and ``<name>.out``; zeroth-step run
+    ``scf_iter1/`` (``scf.maxIter 1``) or ``h0/overlap.scfout`` (openmx_postprocess)."""
+
+    name = CODE
+    h0_siblings = ("scf_iter1", "h0")
+    writes_scf_guess = True
+    detect_order = 30
+    orbital_order = staticmethod(OPENMX_ORDER.__getitem__)
+
+    def is_run_folder(self, path):
+        return is_run_folder(path)
+
+    def _read_run(self, path, matrices=("H", "S", "DM")):
+        return read_run(path)
+
+    def _read_h0(self, path):
+        return read_h0(path)
+
+    def write_scf_guess(self, h, out_dir):
+        return write_scf_guess(h, out_dir)

@@ -61,6 +61,8 @@ def prepare(source: Path, work: Path) -> Path:
             if not (base / tb.name.split(".")[0]).is_dir():
                 with tarfile.open(tb) as tf:
                     tf.extractall(base, filter="data")
+        if (source / "PP_ORB").is_dir():  # the orbital files the runs name (ABACUS: ../../PP_ORB)
+            shutil.copytree(source / "PP_ORB", base / "PP_ORB", dirs_exist_ok=True)
     runs = sorted(p / "scf" for p in base.iterdir() if (p / "scf").is_dir())
     pairs = plan_pairs(runs)
     return write_dataset(h5, [(pair.name, read_pair(pair)) for pair in pairs])

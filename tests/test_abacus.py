@@ -8,7 +8,7 @@ import pytest
 from dftplug.errors import MismatchError, ParseError
 from dftplug.parsers import abacus as ab
 
-from .conftest import FIXTURES, shared_path
+from .conftest import FIXTURES, point_inputs_at, shared_path
 
 SI = FIXTURES / "abacus311" / "si_diamond"
 ROT = FIXTURES / "rotations" / "abacus"
@@ -130,8 +130,7 @@ def _copy_run(tmp_path):
     for p in (dst / "OUT.si_diamond").glob("*.xz"):
         p.with_suffix("").write_bytes(lzma.decompress(p.read_bytes()))
         p.unlink()
-    (tmp_path / "abacus").mkdir()
-    shutil.copytree(FIXTURES / "abacus" / "PP_ORB", tmp_path.parent / "abacus" / "PP_ORB", dirs_exist_ok=True)
+    point_inputs_at(dst, SI / "scf")
     return dst
 
 

@@ -11,7 +11,7 @@ from dftplug.density import density_matrix, fold_density
 from dftplug.kspace import solve_at
 from dftplug.parsers import abacus as ab
 
-from .conftest import FIXTURES, shared_path
+from .conftest import FIXTURES, point_inputs_at, shared_path
 
 SCF = FIXTURES / "soc" / "abacus311" / "pb_fcc" / "scf"
 OUT = "OUT.pb_fcc"
@@ -173,6 +173,7 @@ def test_toolkit_dm_on_the_runs_mesh_equals_abacus(scf):
 def _copy_scf(tmp_path):
     dst = tmp_path / "scf"
     shutil.copytree(SCF, dst)
+    point_inputs_at(dst, SCF)
     return dst
 
 

@@ -9,6 +9,8 @@ from dftplug.dataset import dataset_names, iter_dataset
 from dftplug.errors import MismatchError
 from dftplug.hamiltonian import Hamiltonian
 
+TRAINING_MATRICES = ("H", "H0", "S")  # what training and evaluation need of every structure
+
 
 def structure_index(paths) -> list[tuple[Path, str, str]]:
     """(file, name in the file, training name) of every structure of the datasets, in order; the
@@ -26,7 +28,5 @@ def iter_structures(index, wanted: Iterable[int]) -> Iterator[tuple[int, str, Ha
     wanted = sorted(set(wanted))
     for path in dict.fromkeys(index[i][0] for i in wanted):
         mine = [i for i in wanted if index[i][0] == path]
-        for i, (_, h) in zip(mine, iter_dataset(path, [index[i][1] for i in mine])):
-            if h.H is None or h.H0 is None or h.S is None:
-                raise MismatchError(f"{path}: structure {index[i][1]} lacks H, H0 or S (convert with an H0 run)")
+        for i, (_, h) in zip(mine, iter_dataset(path, [index[i][1] for i in mine], require=TRAINING_MATRICES)):
             yield i, index[i][2], h
