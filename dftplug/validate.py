@@ -85,19 +85,22 @@ def check_zeroth_step(h: Hamiltonian, source) -> None:
                                       "(H0 must be H[rho_atomic] of the first step)")
 
 
-def check_hamiltonian(h: Hamiltonian, source, require=(), rtol: float = HERMITICITY_RTOL) -> Hamiltonian:
+def check_hamiltonian(h: Hamiltonian, source, require=(), rtol: float = HERMITICITY_RTOL,
+                      files: dict | None = None) -> Hamiltonian:
     """Refuse (ValidationError naming ``source``) data that is incomplete or not physical; returns ``h``.
 
-    ``require``: names of matrices that must be present (e.g. ``("H", "H0", "S")``).
+    ``require``: names of matrices that must be present (e.g. ``("H", "H0", "S")``); ``files``: the
+    file each matrix was read from, named instead of ``source`` where one matrix is at fault.
     """
     missing = [n for n in require if getattr(h, n) is None]
     if missing:
         raise ValidationError(source, f"holds no {', '.join(missing)} (needed here)")
+    where = {n: (files or {}).get(n) or source for n in h.matrices()}
     for name, m in h.matrices().items():
-        check_finite(m, name, source)
+        check_finite(m, name, where[name])
     for name, m in h.matrices().items():
-        check_hermitian(m, name, source, rtol)
+        check_hermitian(m, name, where[name], rtol)
     if h.S is not None:
-        check_overlap(h.S, source)
+        check_overlap(h.S, where["S"])
     check_h0_differs(h, source)
     return h

@@ -85,6 +85,14 @@ class CodeIO:
         """Whether the SCF guess of an nspin run needs the DM built from H (``with_dm``: asked for)."""
         return with_dm
 
+    def matrix_files(self, h: Hamiltonian) -> dict[str, str]:
+        """The file each matrix of ``h`` was read from (for messages); default: ``provenance["files"]``
+        keyed by matrix name."""
+        files = h.provenance.get("files") or {}
+        out = {n: files.get(n) for n in ("H", "S", "DM")}
+        out["H0"] = out["H"]
+        return {n: ", ".join(map(str, f)) if isinstance(f, list) else str(f) for n, f in out.items() if f}
+
     @staticmethod
     def orbital_order(l: int) -> tuple[tuple[int, int], ...]:
         """The code's orbitals of an l shell as (m_std, sign) pairs."""
@@ -97,14 +105,15 @@ class CodeIO:
     def read_run(self, path, matrices=("H", "S", "DM")) -> Hamiltonian:
         """A converged run, checked (see :mod:`dftplug.validate`)."""
         path = Path(path)
-        return check_hamiltonian(self._read_run(path, matrices), path, rtol=self.hermiticity_rtol)
+        h = self._read_run(path, matrices)
+        return check_hamiltonian(h, path, rtol=self.hermiticity_rtol, files=self.matrix_files(h))
 
     def read_h0(self, path) -> Hamiltonian:
         """A zeroth-step run (H0, S), checked; refused when it ran more than one SCF step."""
         path = Path(path)
         h = self._read_h0(path)
         check_zeroth_step(h, path)
-        return check_hamiltonian(h, path, require=("H0",), rtol=self.hermiticity_rtol)
+        return check_hamiltonian(h, path, require=("H0",), rtol=self.hermiticity_rtol, files=self.matrix_files(h))
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r}>"

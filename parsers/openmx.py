@@ -659,5 +659,8 @@ class OpenMX(CodeIO):
     def _read_h0(self, path):
         return read_h0(path)
 
+    def matrix_files(self, h):
+        return dict.fromkeys(("H", "S", "DM", "H0"), str(h.provenance["files"]["scfout"]))
+
     def write_scf_guess(self, h, out_dir):
         return write_scf_guess(h, out_dir)

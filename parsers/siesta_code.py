@@ -22,6 +22,11 @@ class Siesta(CodeIO):
     def _read_run(self, path, matrices=("H", "S", "DM")):
         return siesta.read_run(path, with_matrices=matrices)
 
+    def matrix_files(self, h):
+        files = h.provenance.get("files", {})
+        hs = files.get(h.provenance.get("matrix_file"))
+        return {n: str(f) for n, f in (("H", hs), ("S", hs), ("H0", hs), ("DM", files.get("DM"))) if f}
+
     def guess_needs_dm(self, nspin, with_dm):
         return True  # <label>.DM is the file SIESTA restarts from
 

@@ -214,7 +214,7 @@ def train(data_paths, output, config: TrainConfig | None = None, model_config: M
     start_metrics = ctx.on_main(lambda: _mae(model, val_g or train_g, layout, device, dtype))  # linear response alone
     st = _State()
     if resume:
-        saved = torch.load(state_path, map_location=device, weights_only=False)
+        saved = torch.load(state_path, map_location=device, weights_only=True)
         model.load_state_dict(saved["state_dict"])
         opt.load_state_dict(saved["resume"]["optimizer"])
         sched.load_state_dict(saved["resume"]["scheduler"])
@@ -284,6 +284,8 @@ def train(data_paths, output, config: TrainConfig | None = None, model_config: M
                "best_val_mae_meV": st.best, "h0_val_mae_meV": st.log[-1]["val_h0_mae_meV"] if st.log else None,
                "val_mae_before_training_meV": start_metrics["mae_meV"],
                "wall_time_s": st.elapsed, "train_structures": len(train_g), "val_structures": len(val_g),
+               # with one structure there is nothing held out: the errors above are training errors
+               "error_set": "validation" if val_g else "training",
                "log_csv": str(log_csv)}
     output.with_suffix(".log.json").write_text(json.dumps(summary, indent=2))
     return summary
