@@ -31,8 +31,9 @@ from dftplug.errors import DftplugError, MismatchError
 from dftplug.fileio import atomic_path
 from dftplug.hamiltonian import Hamiltonian
 
+from .build import make_model
 from .irreps import BasisLayout
-from .model import DeltaHModel, ModelConfig, make_model
+from .model import DeltaHModel, ModelConfig
 
 FORMAT = "dftplug-model"
 FORMAT_VERSION = 3  # 2: edges on the overlap pattern, atom-density descriptors; 3: bond-angle invariants, response shells

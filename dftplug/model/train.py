@@ -24,10 +24,11 @@ from dftplug.fileio import atomic_path
 
 from . import checkpoint as ckpt_io
 from . import distributed, streaming
+from .build import make_model
 from .graph import Graph, build_graph, collate, graph_pairs
 from .irreps import BasisLayout
 from .loss import LossWeights, error_sums, loss_terms
-from .model import ModelConfig, make_model
+from .model import ModelConfig
 
 
 @dataclass
