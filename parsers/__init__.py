@@ -53,9 +53,6 @@ def code_io(name: str) -> CodeIO:
     return known[name]
 
 
-code_module = code_io  # the name of the first-match tuple era; same calls (read_run, read_h0, ...)
-
-
 def detect(path) -> str:
     """Name of the code (or "deeph") whose run folder ``path`` is."""
     path = Path(path)

@@ -111,6 +111,20 @@ class CsrFile:
     extras: dict = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class CsrLayout:
+    """How a run's csr files were laid out beyond their matrices, for a byte-identical rewrite:
+    per matrix name the lattice vectors R of each spin file in file order (ABACUS lists empty R
+    too) and the new generation's cell block (the lattice and positions text)."""
+
+    cells: dict[str, list[np.ndarray]]
+    cell_blocks: dict[str, str]
+
+    def cell_block(self, name: str) -> str:
+        """The cell block of matrix ``name``'s file, else of any file of the run ("" if none)."""
+        return self.cell_blocks.get(name) or next((b for b in self.cell_blocks.values() if b), "")
+
+
 def _ints(path, tokens, what):
     try:
         return np.array(tokens, dtype=np.int64)
@@ -470,7 +484,7 @@ def _spinor_from_boxes(name: str, boxes: BlockSparse, path) -> BlockSparse:
 def read_matrices(run: RunFolder, atoms, basis: Basis, nspin: int, names=("H", "S", "DM")):
     """Read the requested matrices of a run, converted to eV and the internal orbital order.
 
-    Returns ({name: BlockSparse}, {name: list of CsrFile metadata}, {name: generation}).
+    Returns ({name: BlockSparse}, the files' :class:`CsrLayout`, {name: [file paths]}).
     """
     symbols = atoms.get_chemical_symbols()
     norb = np.array([basis.norb(s) for s in symbols])
@@ -478,7 +492,7 @@ def read_matrices(run: RunFolder, atoms, basis: Basis, nspin: int, names=("H", "
     kinds = np.array([species.index(s) for s in symbols])
     umats = [orbital_transform(basis.ls(s)) for s in species]
     nbasis = norb.sum() * (2 if nspin == 4 else 1)
-    out, meta, files = {}, {}, {}
+    out, cells, blocks, files = {}, {}, {}, {}
     for name in names:
         found = run.matrix_files(name, nspin)
         if found is None:
@@ -497,10 +511,9 @@ def read_matrices(run: RunFolder, atoms, basis: Basis, nspin: int, names=("H", "
             code = _channels_to_blocks([(c.rows, c.cols, c.cells[c.cell_of], c.values) for c in csrs], norb)
             code = code.scaled(RY_TO_EV) if name == "H" else code
         out[name] = code.transform(kinds, umats)
-        meta[name] = {"cells": [c.cells for c in csrs], "cell_block": csrs[0].cell_block,
-                      "generation": gen}
+        cells[name], blocks[name] = [c.cells for c in csrs], csrs[0].cell_block
         files[name] = [str(p) for p in paths]
-    return out, meta, files
+    return out, CsrLayout(cells, blocks), files
 
 
 def _check_spinor_run(run: RunFolder) -> None:
@@ -536,7 +549,7 @@ def read_run(folder, with_matrices=("H", "S", "DM")) -> Hamiltonian:
     if missing:
         raise ParseError(stru, f"no basis found for species {sorted(missing)}")
     basis = Basis(labels)
-    mats, meta, files = read_matrices(run, atoms, basis, nspin, with_matrices)
+    mats, layout, files = read_matrices(run, atoms, basis, nspin, with_matrices)
     if "H" in with_matrices and "H" not in mats:
         raise ParseError(run.out_dir, "no H(R) file (hrs1_nao.csr or data-HR-sparse_SPIN0.csr): "
                                       "was the run made with out_mat_hs2 1?")
@@ -547,7 +560,6 @@ def read_run(folder, with_matrices=("H", "S", "DM")) -> Hamiltonian:
     settings = {k: run.params[k] for k in ("smearing_method", "smearing_sigma", "calculation", "ks_solver",
                                            "scf_thr", "init_chg", "suffix", "nspin", "lspinorb")
                 if k in run.params}
-    settings["abacus_meta"] = meta
     if "smearing_sigma" in settings:
         settings["smearing_sigma_eV"] = float(settings["smearing_sigma"]) * RY_TO_EV
     kpt = run.root / "KPT"
@@ -557,7 +569,7 @@ def read_run(folder, with_matrices=("H", "S", "DM")) -> Hamiltonian:
             "files": files, "scf_iterations": info.get("scf_iterations"),
             "converged": info.get("converged"), "autoset_magnetism": info.get("autoset_magnetism")}
     return Hamiltonian(atoms=atoms, basis=basis, fermi_level=info.get("fermi_level"), nelec=info.get("nelec"),
-                       provenance=prov, settings=settings, **mats)
+                       provenance=prov, settings=settings, file_layout=layout, **mats)
 
 
 def read_kpt(path) -> dict:
@@ -594,9 +606,12 @@ def read_h0(folder) -> Hamiltonian:
 
 
 # ============================================================================ writing
-def to_csr_files(h: Hamiltonian, name: str, generation: str = "new") -> list[CsrFile]:
+def to_csr_files(h: Hamiltonian, name: str, generation: str = "new",
+                 layout: CsrLayout | None = None) -> list[CsrFile]:
     """Convert matrix ``name`` of ``h`` back to ABACUS units/order: one CsrFile per spin, or one
-    spinor file (basis index 2 orbital + spin) for a spin-orbit Hamiltonian (see module docstring)."""
+    spinor file (basis index 2 orbital + spin) for a spin-orbit Hamiltonian (see module docstring).
+    ``layout``: the R lists and cell block of a run of this structure (``h.file_layout`` of a run
+    read by :func:`read_run`) to write in the same order; without it R are sorted."""
     mat = getattr(h, name)
     if mat is None:
         raise MismatchError(f"no {name} to write")
@@ -604,10 +619,8 @@ def to_csr_files(h: Hamiltonian, name: str, generation: str = "new") -> list[Csr
     umats = [orbital_transform(h.basis.ls(s)).T for s in species]
     code = mat.transform(kinds, umats)
     rows, cols, cells, values = code.to_orbital_coo()
-    meta = h.settings.get("abacus_meta", {}).get(name, {})
-    run_blocks = [m.get("cell_block") for m in h.settings.get("abacus_meta", {}).values() if m.get("cell_block")]
-    cell_block = meta.get("cell_block") or (run_blocks[0] if run_blocks else _cell_block(h.atoms))
-    known = meta.get("cells") or []
+    cell_block = (layout.cell_block(name) if layout else "") or _cell_block(h.atoms)
+    known = layout.cells.get(name, []) if layout else []
     norb = int(h.norb().sum())
     if h.nspin == 4 or str(h.settings.get("nspin")) == "4":
         if generation != "new":
@@ -663,11 +676,13 @@ def _cell_block(atoms) -> str:
     return "\n".join(lines)
 
 
-def write_matrix(h: Hamiltonian, name: str, out_dir, generation: str = "new") -> list[Path]:
-    """Write H, S or DM of ``h`` into ``out_dir`` with ABACUS's file names and layout."""
+def write_matrix(h: Hamiltonian, name: str, out_dir, generation: str = "new",
+                 layout: CsrLayout | None = None) -> list[Path]:
+    """Write H, S or DM of ``h`` into ``out_dir`` with ABACUS's file names and layout (``layout``:
+    see :func:`to_csr_files`)."""
     new, old, _ = MATRIX_FILES[name]
     paths = []
-    for s, csr in enumerate(to_csr_files(h, name, generation)):
+    for s, csr in enumerate(to_csr_files(h, name, generation, layout)):
         pat = new if generation == "new" else old
         p = Path(out_dir) / pat.format(s1=s + 1, s0=s)
         write_csr(p, csr, name)
@@ -717,15 +732,16 @@ def is_run_folder(path) -> bool:
     return (path / "INPUT").is_file() and (path / "STRU").is_file()
 
 
-def write_scf_guess(h: Hamiltonian, out_dir) -> ScfGuess:
-    """``init_chg hr`` / ``init_chg dm`` files of v3.11+ in ``out_dir`` (usable as ``read_file_dir``).
+def write_scf_guess(h: Hamiltonian, out_dir, layout: CsrLayout | None = None) -> ScfGuess:
+    """``init_chg hr`` / ``init_chg dm`` files of v3.11+ in ``out_dir`` (usable as ``read_file_dir``),
+    in the R order of ``layout`` (that of the zeroth-step run, see :func:`to_csr_files`).
 
     nspin 2 is started from the DM: ABACUS v3.11's ``init_chg hr`` loses the magnetisation of a
     spin-polarised run (fixtures README); its ``init_chg dm`` restarts fe_bcc in 1 iteration.
     """
-    files = write_matrix(h, "H", out_dir, generation="new")
+    files = write_matrix(h, "H", out_dir, generation="new", layout=layout)
     if h.DM is not None:
-        files += write_matrix(h, "DM", out_dir, generation="new")
+        files += write_matrix(h, "DM", out_dir, generation="new", layout=layout)
     use_dm = h.DM is not None and h.nspin == 2
     lines = [f"init_chg          {'dm' if use_dm else 'hr'}", f"read_file_dir     {Path(out_dir).resolve()}"]
     notes = ([] if h.DM is None or use_dm else
@@ -756,4 +772,4 @@ class Abacus(CodeIO):
         return with_dm or nspin == 2  # v3.11's init_chg hr loses the magnetisation
 
     def write_scf_guess(self, h, out_dir):
-        return write_scf_guess(h, out_dir)
+        return write_scf_guess(h, out_dir, layout=h.file_layout)

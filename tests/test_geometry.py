@@ -12,7 +12,7 @@ from dftplug.convert import RunPair, read_pair
 from dftplug.errors import MismatchError
 from dftplug.model.graph import graph_pairs
 from dftplug.model.train import data_description, delta_h_outside_pattern
-from dftplug.parsers import abacus, code_module
+from dftplug.parsers import abacus, code_io
 from tests.conftest import FIXTURES, shared_path
 
 
@@ -50,7 +50,7 @@ def test_abacus_rattled_atoms_outside_the_cell(tmp_path):
                                        ("siesta", "mgo"), ("openmx", "fe_bcc")])
 def test_overlap_range_other_codes(code, case):
     """SIESTA and OpenMX index R against the positions they store (also outside the cell)."""
-    h = code_module(code).read_run(shared_path("fixtures", code, case, "scf"))
+    h = code_io(code).read_run(shared_path("fixtures", code, case, "scf"))
     assert longest_overlap_bond(h) <= largest_overlap_range(h) + 1e-3
 
 
