@@ -85,6 +85,14 @@ def check_zeroth_step(h: Hamiltonian, source) -> None:
                                       "(H0 must be H[rho_atomic] of the first step)")
 
 
+def check_cutoffs(h: Hamiltonian, source) -> None:
+    """Every shell's cutoff radius is known (a model is tied to its basis, cutoffs included)."""
+    for s in dict.fromkeys(h.symbols):
+        if any(shell.rcut is None for shell in h.basis.shells[s]):
+            raise ValidationError(source, f"the basis of {s} states no cutoff radius: a model needs the full "
+                                          "basis (convert from the run with its orbital files)")
+
+
 def check_hamiltonian(h: Hamiltonian, source, require=(), rtol: float = HERMITICITY_RTOL,
                       files: dict | None = None) -> Hamiltonian:
     """Refuse (ValidationError naming ``source``) data that is incomplete or not physical; returns ``h``.

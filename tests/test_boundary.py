@@ -188,6 +188,14 @@ def test_train_on_one_structure_does_not_call_it_validation(tmp_path):
     assert "training (no structure held out" in res.output and "validation ΔH" not in res.output
 
 
+def test_training_needs_the_basis_cutoffs(tmp_path):
+    h = ab.read_run(SI / "scf").attach_h0(ab.read_h0(SI / "h0"))
+    h.basis = type(h.basis)({"Si": tuple(s.__class__(s.l, s.zeta) for s in h.basis.shells["Si"])})
+    data = write_dataset(tmp_path / "no_rcut.h5", [("si", h)])
+    refused(run_cli("train", data, "-o", tmp_path / "m.pt"), "no_rcut.h5 (structure si)", "no cutoff radius")
+    assert not (tmp_path / "m.pt").exists()
+
+
 # ------------------------------------------------------------------ messages, not tracebacks
 def test_errors_pickle():
     for exc in (ParseError("a/b.csr", "bad"), ValidationError("a", "nan"), MismatchError("x"),
