@@ -596,7 +596,13 @@ def read_h0(folder) -> Hamiltonian:
 
     Refuses an nspin-4 run in which ABACUS auto-set a start moment (all STRU moments <= 1e-5 muB
     give (1, 1, 1) muB per atom): its atomic density, hence H0, is spin-polarised by a moment the
-    converged system need not have (fcc Pb: m_z = 0.31 muB, Kramers degeneracy broken by 1.2 eV)."""
+    converged system need not have (fcc Pb: m_z = 0.31 muB, Kramers degeneracy broken by 1.2 eV).
+    Refuses a run whose INPUT does not stop after one step from atomic densities."""
+    params = RunFolder.locate(folder).params
+    nmax, start = params.get("scf_nmax", "100"), params.get("init_chg", "atomic").lower()
+    if nmax != "1" or start != "atomic":
+        raise ParseError(Path(folder) / "INPUT", f"not a zeroth-step run (scf_nmax {nmax}, init_chg {start}; "
+                                                 "H0 needs scf_nmax 1 and init_chg atomic)")
     h = read_run(folder, with_matrices=("H", "S"))
     if h.nspin == 4 and h.provenance.get("autoset_magnetism"):
         raise ParseError(Path(folder), "ABACUS auto-set a start moment (1, 1, 1) muB ('Autoset magnetism' in "

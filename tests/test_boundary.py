@@ -113,11 +113,15 @@ def test_overlap_not_positive_definite_is_refused():
 def test_h0_pointing_at_the_scf_run_is_refused(tmp_path):
     scf, h0 = si_pair(tmp_path)
     refused(run_cli("convert", scf, "--h0", scf, "-o", tmp_path / "a.h5"), "is the SCF run itself")
-    copy = copy_run(SI / "scf", tmp_path / "copy")  # a copy: its log shows 10 SCF steps
-    refused(run_cli("convert", scf, "--h0", copy, "-o", tmp_path / "b.h5"), "not a zeroth-step run", "10 SCF")
+    copy = copy_run(SI / "scf", tmp_path / "copy")  # a copy: its INPUT says scf_nmax 200
+    refused(run_cli("convert", scf, "--h0", copy, "-o", tmp_path / "b.h5"), "not a zeroth-step run",
+            "scf_nmax 200")
+    (copy / "INPUT").write_text((copy / "INPUT").read_text().replace("scf_nmax          200",
+                                                                    "scf_nmax          1"))
+    refused(run_cli("convert", scf, "--h0", copy, "-o", tmp_path / "c.h5"), "its log shows 10 SCF iterations")
     for log in (copy / "OUT.si_diamond").glob("running_*.log"):  # without the log: H0 ≡ H
         log.unlink()
-    refused(run_cli("convert", scf, "--h0", copy, "-o", tmp_path / "c.h5"), "identical to the converged H")
+    refused(run_cli("convert", scf, "--h0", copy, "-o", tmp_path / "d.h5"), "identical to the converged H")
     assert not list(tmp_path.glob("*.h5"))
 
 

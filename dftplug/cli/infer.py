@@ -37,9 +37,9 @@ def infer(h0_run, model, output, formats, with_dm, s_from, device, max_edges_per
     lines to add; no prompts."""
     from dftplug.dataset import write_dataset
     from dftplug.errors import MismatchError
+    from dftplug.fileio import atomic_folder, check_output
     from dftplug.model import load
     from dftplug.model.infer import predict
-    from dftplug.fileio import atomic_folder, check_output
     from dftplug.parsers import code_io, detect
     from dftplug.parsers.deeph import write_deeph
     from dftplug.scf_guess import write_scf_guess
