@@ -1014,27 +1014,96 @@ def write_h_in(h: Hamiltonian, path, like=None, matrix: str = "H") -> Path:
 
 
 def write_tshs(h: Hamiltonian, path, like=None, matrix: str = "H") -> Path:
-    """Write ``h.<matrix>`` (e.g. a predicted H, eV) and h.S as a SIESTA 4.x TSHS (H in Ry with
-    SIESTA's constant, E_F = h.fermi_level, Q = h.nelec): readable by sisl, TBtrans and SIESTA's
-    post-processing tools."""
+    """Write ``h.<matrix>`` (e.g. a predicted H, eV) and h.S as a SIESTA TSHS (the one layout of 4.x and
+    5.x; H in Ry with the run's SIESTA constant, E_F = h.fermi_level, Q = h.nelec): readable by sisl,
+    TBtrans and SIESTA's post-processing tools."""
     ham, s = siesta_blocks(h, matrix), siesta_blocks(h, "S")
     pat = _pattern(h, "siesta_pattern", like, [ham, s])
     units = units_of(h)
-    header = dict(pat.header)
-    if h.fermi_level is not None:
-        header["ef"] = h.fermi_level / units.ry_ev
-    if h.nelec is not None:
-        header["qtot"] = float(h.nelec)
-    if "smearing_kT_eV" in h.settings:
-        header["temp"] = h.settings["smearing_kT_eV"] / units.ry_ev
-    values = {"H": _to_file(_values_on(ham, pat, f"{matrix} of {path}"), "H") / units.ry_ev,
-              "S": _values_on(s, pat, f"S of {path}")[0]}
-    norb = h.norb()
-    out = replace(pat, kind="TSHS", nspin=len(values["H"]), values=values, header=header,
-                  cell=h.atoms.cell.array / units.bohr_ang, xa=h.atoms.positions / units.bohr_ang,
-                  lasto=np.concatenate([[0], np.cumsum(norb)]))
-    write_tshs_file(path, out)
+    gamma = int(np.all(pat.nsc == 1))
+    header = {"flags": np.array([gamma, gamma, 0]), "istep_ia1": np.zeros(2, np.int64)}
+    header.update({k: pat.header[k] for k in ("flags", "istep_ia1", "ef", "qtot", "temp") if k in pat.header})
+    header.update(_energy_header(h, units, unknown_fermi=pat.header.get("ef", 0.0)), kgrid=_kgrid_record(h, pat))
+    out = replace(pat, kind="TSHS", values=_hs_values(h, ham, s, pat, units, f"{matrix} of {path}"),
+                  header=header, **_geometry_fields(h, units))
+    write_tshs_file(path, replace(out, nspin=len(out.values["H"])))
     return Path(path)
+
+
+def write_hsx(h: Hamiltonian, path, like=None, matrix: str = "H") -> Path:
+    """Write ``h.<matrix>`` and h.S as a SIESTA 5.x HSX (version 1, double precision; the file that
+    replaces the TSHS from SIESTA 5.3 on, read by sisl): cell, supercell offsets, E_F (Fortran's
+    ``huge`` when h has none, as SIESTA writes it), Q, kT, species and the (n, l, zeta) of every
+    orbital. Species labels and valence charges are those of the 5.x HSX h was read from, else the
+    element symbols and 0."""
+    ham, s = siesta_blocks(h, matrix), siesta_blocks(h, "S")
+    pat = _pattern(h, "siesta_pattern", like, [ham, s])
+    if pat.isc_off is None or len(pat.isc_off) != int(np.prod(pat.nsc)):
+        raise MismatchError(f"{pat.path}: its supercell list does not cover nsc {list(pat.nsc)} (a SIESTA 4 HSX "
+                            "stores none): write the HSX on a TSHS's or a 5.x HSX's sparsity (like=...)")
+    units = units_of(h)
+    values = _hs_values(h, ham, s, pat, units, f"{matrix} of {path}")
+    geo = _geometry_fields(h, units)
+    names, kinds = h.species_index()
+    known = pat.header.get("species")
+    species = known if known and len(known) == len(names) else [(n, 0.0, h.basis.norb(n)) for n in names]
+    header = _energy_header(h, units, unknown_fermi=np.finfo(np.float64).max)
+    na, nspin = len(kinds), len(values["H"])
+    with atomic_write(path) as fh:
+        _record(fh, np.int32(1))
+        _record(fh, np.int32(1))  # is_dp
+        _record(fh, np.array([na, pat.no_u, nspin, len(names), *pat.nsc], "<i4"))
+        _record(fh, geo["cell"].astype("<f8").ravel(), np.array([header["ef"], header["qtot"], header["temp"]], "<f8"))
+        _record(fh, pat.isc_off.astype("<i4").ravel(), geo["xa"].astype("<f8").ravel(),
+                (kinds + 1).astype("<i4"), geo["lasto"][1:].astype("<i4"))
+        _record(fh, *[part for label, zval, norb in species for part in
+                      (label.ljust(20)[:20].encode("ascii"), np.float64(zval), np.int32(norb))])
+        for name in names:
+            _record(fh, np.array([(sh.n or 0, sh.l, sh.zeta) for sh in h.basis.shells[name]
+                                  for _ in range(2 * sh.l + 1)], "<i4"))
+        _record(fh, pat.ncol.astype("<i4"))
+        rows = _row_slices(pat.ncol)
+        for sl in rows:
+            _record(fh, (pat.col[sl] + 1).astype("<i4"))
+        for spin in range(nspin):
+            for sl in rows:
+                _record(fh, values["H"][spin, sl].astype("<f8"))
+        for sl in rows:
+            _record(fh, values["S"][sl].astype("<f8"))
+    return Path(path)
+
+
+def _row_slices(ncol) -> list[slice]:
+    starts = np.concatenate([[0], np.cumsum(ncol)])
+    return [slice(a, b) for a, b in zip(starts[:-1], starts[1:])]
+
+
+def _hs_values(h: Hamiltonian, ham: BlockSparse, s: BlockSparse, pat: SparseFile, units: SiestaUnits,
+               what: str) -> dict:
+    """File values of H (Ry, SIESTA's spin components) and S on the sparsity ``pat``."""
+    return {"H": _to_file(_values_on(ham, pat, what), "H") / units.ry_ev, "S": _values_on(s, pat, f"S of {what}")[0]}
+
+
+def _geometry_fields(h: Hamiltonian, units: SiestaUnits) -> dict:
+    """cell, xa (Bohr) and lasto of ``h`` for a TSHS or HSX."""
+    return {"cell": h.atoms.cell.array / units.bohr_ang, "xa": h.atoms.positions / units.bohr_ang,
+            "lasto": np.concatenate([[0], np.cumsum(h.norb())])}
+
+
+def _energy_header(h: Hamiltonian, units: SiestaUnits, unknown_fermi: float) -> dict:
+    """E_F and kT in Ry (``unknown_fermi`` when h has no E_F), Q of ``h``."""
+    return {"ef": unknown_fermi if h.fermi_level is None else h.fermi_level / units.ry_ev,
+            "qtot": float(h.nelec or 0.0), "temp": h.settings.get("smearing_kT_eV", 0.0) / units.ry_ev}
+
+
+def _kgrid_record(h: Hamiltonian, pat: SparseFile):
+    """The 60-byte k-grid record (3x3 int32, 3 float64): the file's, else h's kgrid / kdispl, else zeros."""
+    if "kgrid" in pat.header:
+        return pat.header["kgrid"]
+    if "kgrid" in h.settings:
+        raw = np.asarray(h.settings["kgrid"], "<i4").tobytes() + np.asarray(h.settings["kdispl"], "<f8").tobytes()
+        return np.frombuffer(raw, "V60")[0]
+    return np.zeros(1, "V60")[0]
 
 
 def write_scf_guess(h: Hamiltonian, out_dir, label: str | None = None) -> "ScfGuess":

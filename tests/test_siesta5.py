@@ -298,3 +298,55 @@ def test_round_trip_equals_siestas_files(runs, read, case, tmp_path):
 def test_shipped_siesta4_folder_still_reads_with_4x_units():
     h = si.read_run(FIXTURES / "siesta" / "si_diamond" / "scf")
     assert h.settings["siesta_units"]["generation"] == "4" and h.provenance["units"] == "SIESTA 4.x (version 4.1.5)"
+
+
+def test_hsx_round_trip_equals_siestas_file(runs, tmp_path):
+    """Spin-orbit Pt2 read from its 5.x HSX and written back: SIESTA's records (species, orbitals,
+    supercells, E_F) and values to round-off; the TSHS written from it reads the same too."""
+    run = _plain_copy(runs["Pt2_soc"], tmp_path / "pt2")
+    (run / "Pt2_xx.TSHS").unlink()
+    h = si.read_run(run)
+    ours, theirs = si.read_hsx(si.write_hsx(h, tmp_path / "x.HSX")), si.read_hsx(runs["Pt2_soc"] / "Pt2_xx.HSX")
+    _sparse_equal(ours, theirs, atol=1e-14)
+    assert (tmp_path / "x.HSX").stat().st_size == (runs["Pt2_soc"] / "Pt2_xx.HSX").stat().st_size
+    for key in ("hsx_version", "is_dp", "species", "qtot"):
+        assert ours.header[key] == theirs.header[key], key
+    assert all(np.array_equal(a, b) for a, b in zip(ours.header["orbitals"], theirs.header["orbitals"]))
+    assert ours.header["ef"] == pytest.approx(theirs.header["ef"], rel=1e-15)
+    assert np.array_equal(ours.isc_off, theirs.isc_off) and np.abs(ours.cell - theirs.cell).max() < 1e-12
+    tshs = si.read_tshs(si.write_tshs(h, tmp_path / "x.TSHS"))
+    _sparse_equal(tshs, si.read_tshs(runs["Pt2_soc"] / "Pt2_xx.TSHS"), atol=1e-14)
+
+
+def test_sisl_reads_our_hsx_as_siestas(runs, read, tmp_path):
+    """sisl (the layout reference) gives the same spin-orbit levels from our HSX and from SIESTA's."""
+    sisl = pytest.importorskip("sisl")
+    path = si.write_hsx(read["Pt2_soc"], tmp_path / "Pt2_xx.HSX")
+    ours, theirs = (sisl.get_sile(str(p)).read_hamiltonian().eigh() for p in (path, runs["Pt2_soc"] / "Pt2_xx.HSX"))
+    assert np.abs(ours - theirs).max() < 1e-9
+
+
+def test_hsx_without_fermi_level_is_written_as_siesta_does(read, tmp_path):
+    h = read["Si_pdos_k"]
+    h = h._with_matrices(h.matrices(), h.atoms)
+    h.fermi_level = None
+    f = si.read_hsx(si.write_hsx(h, tmp_path / "x.HSX"))
+    assert f.header["ef"] == np.finfo(float).max and si.hsx_fermi_level(f) is None
+
+
+def test_cli_reads_a_folder_whose_stdout_is_run_out(runs, tmp_path):
+    """The issue's symptom: `dftplug bands` / `convert` stopped with '<label>.out: file not found'."""
+    import json
+
+    from click.testing import CliRunner
+
+    from dftplug.cli import main
+    res = CliRunner().invoke(main, ["bands", str(runs["SrTiO3_polarized"]), "-o", str(tmp_path / "b"),
+                                    "--npoints", "20", "--json"])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.output[res.output.index("{"):])
+    assert out["fermi_level_eV"] == pytest.approx(-3.663440, abs=5e-7) and out["gap_eV"] > 2.0
+    res = CliRunner().invoke(main, ["convert", str(runs["Si_pdos_k"]), "--no-h0", "-o", str(tmp_path / "si.h5"),
+                                    "--json", "-j", "1"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.output)["structures"][0]["fermi_level_eV"] == pytest.approx(-4.483767, abs=5e-7)
