@@ -1,16 +1,33 @@
-"""SIESTA (4.1) run folders: read ``.TSHS``/``.HSX``/``.DM`` and the log, write ``.DM`` and ``.TSHS``.
+"""SIESTA (4.x and 5.x) run folders: read ``.TSHS``/``.HSX``/``.DM`` and the standard output, write
+``.DM``, ``.TSHS``, ``.HSX`` and ``H_IN``.
 
 Files read
 ----------
-* ``<label>.TSHS`` (``TS.HS.Save true``, version 1): H (Ry) and S in double precision, the cell and
-  positions (Bohr), E_F, the electron count, kT, the k grid and the supercell offsets ``isc_off``.
-* ``<label>.HSX`` (``SaveHS true``, 4.1 layout): H, S and xij in **float32**, no cell, no E_F; the cell
-  and positions come from ``<label>.XV``, E_F from the log. TSHS is preferred when both exist and
-  ``provenance["matrix_file"]`` records which one was read.
+* ``<label>.TSHS`` (``TS.HS.Save true``, version 1 in 4.1 and 5.1, one layout): H (Ry) and S in double
+  precision, the cell and positions (Bohr), E_F, the electron count, kT, the k grid and ``isc_off``.
+* ``<label>.HSX`` (``SaveHS true``). 4.x (version 0): H, S and xij in **float32**, no cell, no E_F; the
+  cell and positions come from ``<label>.XV``, E_F from the standard output. 5.x (versions 1, 2;
+  sisl's ``hsx_read.f90``): double precision (``is_dp``), cell, positions, ``isc_off``, E_F, Q, kT,
+  species and (n, l, zeta) per orbital (version 2: the k grid); on 5.1 it holds bit for bit the
+  TSHS's numbers. Its E_F is Fortran's ``huge`` when SIESTA never computed one (H.Setup.Only, sisl
+  issue 828): then E_F comes from the standard output or stays None, and an HSX E_F that differs
+  from the printed one is refused. TSHS is preferred when both exist (``provenance["matrix_file"]``).
 * ``<label>.DM`` (``WriteDM true``): density matrix, SIESTA's column order, ``nsc`` in the header.
-* ``<label>.out`` (electron count, final E_F, SCF iteration count, version, the ``PAO.Basis`` block
-  printed by ``prinput``), ``<label>.XV`` (species), ``<label>.ORB_INDX`` (checked against the log).
-All three binary files are Fortran sequential records; they are read here with numpy rather than
+* the standard output, **whatever its name** (``RUN.out``, ``<label>.out``, ``job.log``):
+  :func:`find_stdout` takes the folder's file whose first 64 kB hold SIESTA's version line (4.x
+  ``Siesta Version :``, 5.x ``Version :``) and welcome banner and whose ``reinit: System Label:`` is
+  the run's label; two such files are refused, naming both. It gives the version, electron count,
+  printed E_F, SCF iteration count, species and the ``PAO.Basis`` block printed by ``prinput``.
+* ``<label>.XV`` (species index, Z), ``<label>.ORB_INDX`` (checked against the printed basis).
+* the run's ``.fdf`` (its SystemLabel): OccupationFunction / OccupationMPOrder when the standard
+  output does not echo the input (5.x).
+Without a standard output the folder is still read: the basis (n, l, zeta, polarisation, rc) and
+species labels from ``.ORB_INDX``, Z from ``.XV``, E_F, Q, kT and the k grid from the TSHS (or a 5.x
+HSX), and the unit generation from the ``.EIG``'s E_F (below). Only the standard output gives the
+version and the SCF iteration count (None without it), and spin-orbit files need the version
+(refused without it); a 4.x HSX without it has no E_F; a folder with neither ``.ORB_INDX`` nor a
+standard output, or with neither ``.EIG`` nor a standard output, is refused naming what is missing.
+All binary files are Fortran sequential records; they are read here with numpy rather than
 with sisl because sisl (0.20) (a) shifts H by E_F and converts with its own Ry (13.6056931 eV),
 (b) renumbers and sorts the supercell columns, losing SIESTA's per-row column order that a file
 SIESTA reads back must keep (a sorted ``H_IN`` crashes SIESTA 4.1.5), (c) writes a TSHS with E_F = 0,
@@ -19,8 +36,12 @@ Q = 1 and a dummy k grid, and (d) reports a truncated file as a Fortran iostat, 
 Conventions converted here (and nowhere else)
 ---------------------------------------------
 * energy: H is SIESTA's raw H (not shifted by E_F: the energy reference of the code, the one its
-  printed E_F uses) times SIESTA's own 1 Ry = 13.60580 eV (``Src/units.f90``: eV = 1/13.60580 Ry),
-  so E_F(TSHS) x 13.60580 equals the log's E_F; lengths: 1 Bohr = 0.529177 Å (SIESTA's Ang).
+  printed E_F uses) times SIESTA's own Ry, which depends on the version (:data:`UNITS`): 4.x
+  1 Ry = 13.60580 eV, 1 Bohr = 0.529177 Å (``Src/units.f90``); 5.x CODATA 2018, 13.605693122994 eV
+  and 0.529177210903 Å (measured on 5.1: the .EIG's eigenvalues over those of the TSHS's H in Ry
+  give 13.6056931220 +- 1.3e-8, the XV of a 20 Å box 0.52917721090). The two differ by 8e-6
+  relative (35 ueV on E_F, 0.8 meV at -100 eV); the version decides, else the ``.EIG``'s E_F (9
+  digits) over the binary file's. ``settings["siesta_units"]`` keeps them for the writers.
 * sparsity: row ``io`` (unit-cell orbital), column ``jo_sc`` (1-based supercell orbital): j = (jo_sc-1)
   mod no_u, supercell ``is = (jo_sc-1) // no_u`` and R = ``isc_off[is]``, the TSHS's own list (a DM
   must have the run's sparsity and uses the same list; for an HSX R is solved from
@@ -43,8 +64,8 @@ Conventions converted here (and nowhere else)
   orbitals: cosine +1.000000 on all 68 s-p and s-d bonds of si_diamond with nonzero overlap.
   ``tests/test_siesta.py`` proves both on the real files, with a guard that a flipped sign fails.
 
-Spin-orbit (``Spin spin-orbit``, nspin 8; verified on SIESTA 4.1.5 only)
------------------------------------------------------------------------
+Spin-orbit (``Spin spin-orbit``, nspin 8; verified on SIESTA 4.1.5 and 5.1)
+---------------------------------------------------------------------------
 Every element holds 8 real components c1..c8 (SIESTA's ``H(:,1..8)``, ``Dscf(:,1..8)``) that SIESTA
 combines into one complex 2x2 spin box X (``Src/diag3k.F``; ``dftu_so.F`` spells it out for the DM):
   X11 = c1 + i c5,  X12 = c3 - i c4,  X21 = c7 + i c8,  X22 = c2 + i c6      (:data:`SOC_PARTS`).
@@ -56,17 +77,26 @@ combines into one complex 2x2 spin box X (``Src/diag3k.F``; ``dftu_so.F`` spells
   H^{ss'}_{io,jo} = <io s|H|jo s'> = conj(X^{s's}): uu = c1 - i c5, ud = c7 - i c8, du = c3 + i c4,
   dd = c2 - i c6. Its sign of i is pinned by the cubic symmetry of fcc Pt ((D x U) H (D x U)^dagger = H
   fails for conj(H)), the eigenvalues by the ``.EIG`` (tests/test_soc_siesta.py).
-* Non-collinear files without SOC (nspin 4), spin-orbit HSX files and spin-orbit files of other
-  versions are refused: no fixture verifies them. The fixture is non-magnetic (no exchange field in
-  components 3, 4, 7, 8); those components follow the same box X, taken from the source.
+* SIESTA 5.1 (``siesta5/Pt2_soc``: off-site spin-orbit, magnetic, moment 1.857 muB along x): the same
+  layout in TSHS, DM and the double-precision HSX (which holds the TSHS's numbers bit for bit); the
+  Gamma levels equal the .EIG to 3.5e-7 eV (no spin transposition: 8.7 eV off), C4 about the
+  bond and moment axis maps H and DM onto themselves to 2.7e-9 eV (conj(H): 9.2 eV off), the DM of
+  H's eigenvectors is SIESTA's to 2.9e-6 (its DM.Tolerance 1e-5; conj: 0.25), and the DM's moment
+  is the printed {1.85672, 0, 0}: this pins the DM's up-down components too (tests/test_siesta5.py).
+  sisl reads 4.x and 5.x with one convention (``_mat_siesta2sisl``).
+* Refused, no fixture verifies them: non-collinear files without SOC (nspin 4), spin-orbit 4.x HSX
+  files (float32), spin-orbit files of other versions (4.0, 4.2, 6, ...) or of unknown version (no
+  standard output).
 
 Writing
 -------
-``write_dm`` / ``write_tshs`` write on the sparsity the matrices were read with, in SIESTA's own
-per-row column order (kept in ``settings["siesta_pattern"]``) or on that of ``like`` (a TSHS of the
-same structure); a matrix with no SIESTA origin gets a new pattern with sorted columns and the
-regular supercell list. Rewriting a fixture gives SIESTA's layout byte for byte and its values to
-<= 5e-15 (the trip through the internal d basis is not bit-exact); H goes back to Ry with 13.60580.
+``write_dm`` / ``write_tshs`` / ``write_hsx`` write on the sparsity the matrices were read with, in
+SIESTA's own per-row column order (kept in ``settings["siesta_pattern"]``) or on that of ``like`` (a
+TSHS of the same structure); a matrix with no SIESTA origin gets a new pattern with sorted columns
+and the regular supercell list. Rewriting a fixture gives SIESTA's layout byte for byte and its
+values to <= 1e-14 (the trip through the internal d basis is not bit-exact); H goes back to Ry with
+the run's constant (SIESTA 4's for a matrix of another code). ``write_hsx`` writes the 5.x layout
+(version 1, double precision).
 """
 from __future__ import annotations
 
