@@ -144,9 +144,9 @@ def version_key(version: str | None) -> tuple[int, int] | None:
 
 
 def units_of_version(version: str | None) -> SiestaUnits | None:
-    """The unit constants of a SIESTA version (None when the version string is not a number)."""
+    """The unit constants of a SIESTA version: 4.x and older, 5.x; None for another or no version number."""
     key = version_key(version)
-    return None if key is None else UNITS["5" if key[0] >= 5 else "4"]
+    return None if key is None or key[0] > 5 else UNITS["5" if key[0] == 5 else "4"]
 
 
 def units_from_eig(eig_path, fermi_ry: float) -> SiestaUnits | None:
@@ -283,6 +283,12 @@ def _record(fh, *arrays) -> None:
     fh.write(marker + body + marker)
 
 
+def _row_slices(ncol) -> list[slice]:
+    """One slice of the CSR arrays per orbital row (one Fortran record each)."""
+    starts = np.concatenate([[0], np.cumsum(ncol)])
+    return [slice(a, b) for a, b in zip(starts[:-1], starts[1:])]
+
+
 # ============================================================================ binary files
 @dataclass
 class SparseFile:
@@ -372,8 +378,7 @@ def write_tshs_file(path, f: SparseFile) -> None:
         _record(fh, np.asarray(hd["istep_ia1"], "<i4"))
         _record(fh, f.lasto.astype("<i4"))
         _record(fh, f.ncol.astype("<i4"))
-        starts = np.concatenate([[0], np.cumsum(f.ncol)])
-        per_row = [slice(a, b) for a, b in zip(starts[:-1], starts[1:])]
+        per_row = _row_slices(f.ncol)
         for sl in per_row:
             _record(fh, (f.col[sl] + 1).astype("<i4"))
         for sl in per_row:
@@ -410,12 +415,12 @@ def write_dm_file(path, f: SparseFile) -> None:
     with atomic_write(path) as fh:
         _record(fh, np.array([f.no_u, f.nspin, *f.nsc], "<i4"))
         _record(fh, f.ncol.astype("<i4"))
-        starts = np.concatenate([[0], np.cumsum(f.ncol)])
-        for a, b in zip(starts[:-1], starts[1:]):
-            _record(fh, (f.col[a:b] + 1).astype("<i4"))
+        per_row = _row_slices(f.ncol)
+        for sl in per_row:
+            _record(fh, (f.col[sl] + 1).astype("<i4"))
         for spin in range(f.nspin):
-            for a, b in zip(starts[:-1], starts[1:]):
-                _record(fh, f.values["DM"][spin, a:b].astype("<f8"))
+            for sl in per_row:
+                _record(fh, f.values["DM"][spin, sl].astype("<f8"))
 
 
 def read_hsx(path) -> SparseFile:
@@ -1101,11 +1106,6 @@ def write_hsx(h: Hamiltonian, path, like=None, matrix: str = "H") -> Path:
         for sl in rows:
             _record(fh, values["S"][sl].astype("<f8"))
     return Path(path)
-
-
-def _row_slices(ncol) -> list[slice]:
-    starts = np.concatenate([[0], np.cumsum(ncol)])
-    return [slice(a, b) for a, b in zip(starts[:-1], starts[1:])]
 
 
 def _hs_values(h: Hamiltonian, ham: BlockSparse, s: BlockSparse, pat: SparseFile, units: SiestaUnits,
