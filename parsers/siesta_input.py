@@ -4,8 +4,9 @@ What is changed in the user's fdf (everything else is kept as written):
 
 * structure: ``LatticeConstant 1.0 Ang``, ``%block LatticeVectors`` (Å; replaces LatticeParameters),
   ``AtomicCoordinatesFormat Ang``, ``%block AtomicCoordinatesAndAtomicSpecies`` (species index and
-  anything after it kept per atom), ``NumberOfAtoms``; ``AtomicCoordinatesOrigin`` is dropped
-  (the positions are written absolute);
+  anything after it kept per atom), ``NumberOfAtoms``, ``%block DM.InitSpin`` (each atom's starting
+  moment follows it into the supercell); ``AtomicCoordinatesOrigin`` is dropped (the positions are
+  written absolute). Other atom-indexed blocks (constraints, …) are kept as written;
 * ``%block kgrid_Monkhorst_Pack``: the diagonal mesh (displacements kept); ``kgrid_cutoff`` needs no change;
 * ``%include`` / ``< file`` paths pointed at the user's files from the new folder;
 * the stage's keys (:data:`STAGE_SETTINGS`: the zeroth-step recipe of the README and of
@@ -81,6 +82,11 @@ class SiestaTemplate(InputTemplate):
         fdf.remove_block("AtomicCoordinatesOrigin")
         fdf.set_block("AtomicCoordinatesAndAtomicSpecies",
                       fmt_rows(atoms.positions, [self.tails[s] for s in atoms.arrays["site"]]))
+        spins = fdf.block("DM.InitSpin")
+        if spins:  # per-atom starting moments follow their atoms (rows: 1-based atom, moment, ...)
+            of_site = {int(r[0]) - 1: " ".join(r[1:]) for r in spins}
+            fdf.set_block("DM.InitSpin", [f"  {a + 1} {of_site[s]}" for a, s in enumerate(atoms.arrays["site"])
+                                          if s in of_site])
         if kmesh is not None:
             shifts = [row[3] if len(row) > 3 else "0.0" for row in fdf.block("kgrid_Monkhorst_Pack")]
             fdf.set_block("kgrid_Monkhorst_Pack", [

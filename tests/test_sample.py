@@ -157,6 +157,31 @@ def test_stage_settings(tmp_path, code):
                       "orbitalopt.force.skip", "bandlinesscale"}, differ
 
 
+def test_per_atom_settings_follow_atoms(tmp_path):
+    """Per-atom data of the input (ABACUS flags/moments, SIESTA DM.InitSpin, OpenMX spin columns)
+    go with each atom's copies into the supercell."""
+    ab = source_run(tmp_path / "a", "abacus")
+    stru = (ab / "STRU").read_text().rstrip().splitlines()
+    stru[-1] += " mag 1.5"  # second atom
+    (ab / "STRU").write_text("\n".join(stru) + "\n")
+    si = source_run(tmp_path / "s", "siesta")
+    with open(si / "si_diamond.fdf", "a") as fh:
+        fh.write("%block DM.InitSpin\n  2 +\n%endblock DM.InitSpin\n")
+    om = source_run(tmp_path / "o", "openmx")
+    for src, key in ((ab, "a"), (si, "s"), (om, "o")):
+        assert run_sample(src, tmp_path / key / "out", "-n", 1, "--supercell", 2, 1, 1).exit_code == 0
+    rows = [l.split()[3:] for l in (tmp_path / "a" / "out" / "c000" / "scf" / "STRU").read_text().splitlines()[-5:-1]]
+    assert rows == [["1", "1", "1"], ["1", "1", "1", "mag", "1.5"]] * 2
+    spins = KeywordFile((tmp_path / "s" / "out" / "c000" / "h0" / "si_diamond.fdf").read_text(), siesta_input.SYNTAX,
+                        "x").block("DM.InitSpin")
+    assert spins == [["2", "+"], ["4", "+"]]
+    _, blocks = _input_blocks((tmp_path / "o" / "out" / "c000" / "scf" / "h2o.dat").read_text())
+    atoms = blocks["atoms.speciesandcoordinates"]
+    assert [r[0] for r in atoms] == [str(i) for i in range(1, 7)]
+    assert [(r[1], r[5], r[6]) for r in atoms] == [("O", "3.000", "3.000"), ("H", "0.500", "0.500"),
+                                                   ("H", "0.500", "0.500")] * 2
+
+
 @pytest.mark.parametrize("code", ["abacus", "siesta", "openmx"])
 def test_same_seed_same_files(tmp_path, code):
     src = source_run(tmp_path, code)
