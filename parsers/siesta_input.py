@@ -7,7 +7,8 @@ What is changed in the user's fdf (everything else is kept as written):
   anything after it kept per atom), ``NumberOfAtoms``, ``%block DM.InitSpin`` (each atom's starting
   moment follows it into the supercell); ``AtomicCoordinatesOrigin`` is dropped (the positions are
   written absolute). Other atom-indexed blocks (constraints, …) are kept as written;
-* ``%block kgrid_Monkhorst_Pack``: the diagonal mesh (displacements kept); ``kgrid_cutoff`` needs no change;
+* ``%block kgrid_Monkhorst_Pack``: the diagonal mesh (displacements kept), or SIESTA 5's
+  ``kgrid.MonkhorstPack [n1 n2 n3]``; ``kgrid_cutoff`` needs no change;
 * ``%include`` / ``< file`` paths pointed at the user's files from the new folder;
 * the stage's keys (:data:`STAGE_SETTINGS`: the zeroth-step recipe of the README and of
   ``shared/datasets/generators/siesta_dataset.py``; ``TS.HS.Save true`` for the double-precision
@@ -42,6 +43,7 @@ STAGE_SETTINGS = {
            "SCF.H.Converge": "false", "SCF.MustConverge": "false", "TS.HS.Save": "true"},
     "scf": {"TS.HS.Save": "true"},
 }
+MESH = "kgrid_Monkhorst_Pack"
 SINGLE_POINT = {"MD.TypeOfRun": "CG", "MD.NumCGsteps": "0", "MD.Steps": "0"}
 PSEUDO_SUFFIXES = (".psf", ".psml")
 _REFERENCE = re.compile(r"^(\s*%include\s+|.*<\s*)(\S+)(\s*)$", re.I)
@@ -87,9 +89,11 @@ class SiestaTemplate(InputTemplate):
             of_site = {int(r[0]) - 1: " ".join(r[1:]) for r in spins}
             fdf.set_block("DM.InitSpin", [f"  {a + 1} {of_site[s]}" for a, s in enumerate(atoms.arrays["site"])
                                           if s in of_site])
-        if kmesh is not None:
-            shifts = [row[3] if len(row) > 3 else "0.0" for row in fdf.block("kgrid_Monkhorst_Pack")]
-            fdf.set_block("kgrid_Monkhorst_Pack", [
+        if kmesh is not None and fdf.block(MESH) is None:  # SIESTA 5's list form: kgrid.MonkhorstPack [5 5 5]
+            fdf.set(MESH, "[" + " ".join(str(k) for k in kmesh) + "]")
+        elif kmesh is not None:
+            shifts = [row[3] if len(row) > 3 else "0.0" for row in fdf.block(MESH)]
+            fdf.set_block(MESH, [
                 "  " + " ".join(str(kmesh[i]) if i == j else "0" for j in range(3)) + f" {shifts[i]}"
                 for i in range(3)])
         fdf.set_stage(STAGE_SETTINGS[stage], SINGLE_POINT)
@@ -140,7 +144,9 @@ def _species_files(fdf: KeywordFile, folder: Path) -> dict[str, Path]:
 
 
 def _kmesh(fdf: KeywordFile) -> tuple[list[int] | None, str | None]:
-    rows = fdf.block("kgrid_Monkhorst_Pack")
+    rows = fdf.block(MESH)
+    if rows is None and (m := re.fullmatch(r"\[\s*(\d+)\s+(\d+)\s+(\d+)\s*\]", fdf.get(MESH, "").strip())):
+        return [int(k) for k in m.groups()], None
     if rows is None:
         return None, None  # kgrid_cutoff (a length) or Γ only: nothing to scale
     try:

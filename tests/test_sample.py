@@ -16,7 +16,7 @@ from dftplug.parsers.input_template import KeywordFile, read_template
 from dftplug.parsers.openmx import _input_blocks
 from dftplug.sample import sample_structures, supercell_kmesh
 
-from .conftest import FIXTURES
+from .conftest import FIXTURES, shared_path
 
 MODULES = {"abacus": abacus_input, "siesta": siesta_input, "openmx": openmx_input}
 H0_FOLDER = {"abacus": "h0", "siesta": "h0", "openmx": "scf_iter1"}
@@ -182,6 +182,21 @@ def test_per_atom_settings_follow_atoms(tmp_path):
                                                    ("H", "0.500", "0.500")] * 2
 
 
+@pytest.mark.parametrize("code, line, key, value", [
+    ("abacus", "calculation relax", "calculation", "scf"), ("abacus", "init_chg file", "init_chg", "atomic"),
+    ("siesta", "MD.TypeOfRun Broyden", "mdtypeofrun", "CG"), ("openmx", "MD.Type Opt", "md.type", "Nomd")])
+def test_every_folder_is_one_scf(tmp_path, code, line, key, value):
+    """A relaxation/MD/restart input becomes one SCF from the atomic density in both stages."""
+    src = source_run(tmp_path, code)
+    name = CASES[code][1]
+    with open(src / name, "a") as fh:
+        fh.write(line + "\n")
+    assert run_sample(src, tmp_path / "out", "-n", 1).exit_code == 0
+    for stage in ("scf", H0_FOLDER[code]):
+        keys, _ = keywords(tmp_path / "out" / "c000" / stage / name, code)
+        assert keys[key] == value
+
+
 @pytest.mark.parametrize("code", ["abacus", "siesta", "openmx"])
 def test_same_seed_same_files(tmp_path, code):
     src = source_run(tmp_path, code)
@@ -292,3 +307,24 @@ def test_refuses_existing_output_unless_forced(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "src"]
     res = run_sample(src, src.parent, "-n", 1, "--force")  # would delete the run itself
     assert res.exit_code == 2 and "replace the run folder" in res.output and (src / "si_diamond.fdf").is_file()
+
+
+@pytest.mark.parametrize("case, mesh", [("SrTiO3_polarized", [6, 6, 3]), ("Si_pdos_k", [5, 5, 3])])
+def test_siesta_coordinate_formats_and_mesh_forms(tmp_path, case, mesh):
+    """SIESTA 5 inputs (Fractional / ScaledCartesian coordinates, block and list k-mesh forms):
+    the unperturbed sample is the input structure, the k-mesh is scaled in the user's own form."""
+    real = shared_path("fixtures", "siesta5", case)
+    src = tmp_path / "src"
+    src.mkdir()
+    fdf = next(real.glob("*.fdf"))
+    shutil.copy(fdf, src / fdf.name)
+    for row in KeywordFile(fdf.read_text(), siesta_input.SYNTAX, fdf).block("ChemicalSpeciesLabel"):
+        (src / f"{row[2]}.psf").write_text("stub\n")
+    out = tmp_path / "out"
+    assert run_sample(src, out, "-n", 1, "--rattle", 0, "--strain", 0).exit_code == 0
+    source, written = read_template(src), read_template(out / "c000" / "h0")
+    assert np.allclose(written.atoms.positions, source.atoms.positions, atol=1e-12)
+    assert np.allclose(written.atoms.cell.array, source.atoms.cell.array, atol=1e-12)
+    assert run_sample(src, tmp_path / "out2", "-n", 1, "--supercell", 1, 1, 2).exit_code == 0
+    back = read_template(tmp_path / "out2" / "c000" / "scf")
+    assert back.kmesh == mesh and len(back.atoms) == 2 * len(source.atoms)
