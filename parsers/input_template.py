@@ -84,10 +84,19 @@ class KeywordFile:
 
     def get(self, key: str, default=None):
         """Value (text after the key, comments dropped) of the first occurrence of ``key``."""
-        for i, k, v, _ in self._scan():
-            if k is not None and self.syntax.fold(k) == self.syntax.fold(key):
-                return v
-        return default
+        return self.keys().get(self.syntax.fold(key), default)
+
+    def keys(self) -> dict[str, str]:
+        """Folded key -> value of every key outside blocks (the first occurrence)."""
+        out: dict[str, str] = {}
+        for _, k, v, _ in self._scan():
+            if k is not None:
+                out.setdefault(self.syntax.fold(k), v)
+        return out
+
+    def blocks(self) -> dict[str, list[list[str]]]:
+        """Folded block name -> token rows of every block."""
+        return {self.syntax.fold(b): self.block(b) for _, _, _, b in self._scan() if b is not None}
 
     def set(self, key: str, value, only_if_present: bool = False) -> None:
         found = self._key_lines(key)

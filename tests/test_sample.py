@@ -60,10 +60,7 @@ def run_sample(src, out, *args):
 def keywords(path, code) -> dict:
     """Keys (folded) -> values outside blocks, and the blocks, of a written input file."""
     kw = KeywordFile(path.read_text(), _syntax(code), path)
-    fold = kw.syntax.fold
-    keys = {fold(k): v for _, k, v, block in kw._scan() if k is not None}
-    blocks = {fold(b): kw.block(b) for _, k, _, b in kw._scan() if b is not None}
-    return keys, blocks
+    return kw.keys(), kw.blocks()
 
 
 def _number(v: str):
@@ -193,8 +190,10 @@ def test_every_folder_is_one_scf(tmp_path, code, line, key, value):
         fh.write(line + "\n")
     assert run_sample(src, tmp_path / "out", "-n", 1).exit_code == 0
     for stage in ("scf", H0_FOLDER[code]):
-        keys, _ = keywords(tmp_path / "out" / "c000" / stage / name, code)
+        path = tmp_path / "out" / "c000" / stage / name
+        keys, _ = keywords(path, code)
         assert keys[key] == value
+        assert [l.split()[:1] for l in path.read_text().splitlines()].count([line.split()[0]]) == 1  # no duplicate
 
 
 @pytest.mark.parametrize("code", ["abacus", "siesta", "openmx"])

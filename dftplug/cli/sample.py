@@ -56,7 +56,7 @@ def _install(tmp: Path, out: Path) -> None:
 @click.option("-v", "--verbose", is_flag=True, help="Print one line per structure.")
 @reports_errors
 def sample(run, output, count, rattle, strain, supercell, seed, force, as_json, verbose):
-    """Write COUNT perturbed structures of the run folder RUN (ABACUS, SIESTA or OpenMX inputs) as
+    """Write N (-n) perturbed structures of the run folder RUN (ABACUS, SIESTA or OpenMX inputs) as
     ready zeroth-step and SCF input folders in that code's own format, plus a manifest.
 
     Every setting of the user's input is kept; only the structure, the k-mesh, the paths of the
