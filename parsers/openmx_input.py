@@ -66,6 +66,10 @@ class OpenmxTemplate(InputTemplate):
         (dest / self.input_file.name).write_text(dat.text())
 
 
+def _unit(keys: dict, key: str) -> str:
+    return (keys.get(key, "ang").split() or ["ang"])[0].lower()
+
+
 def read_template(folder) -> OpenmxTemplate:
     """Template of an OpenMX input folder; refuses missing PAO/VPS files under DATA.PATH."""
     folder = Path(folder)
@@ -97,10 +101,9 @@ def read_template(folder) -> OpenmxTemplate:
         raise ParseError(path, f"no block or undeclared species {exc}") from None
     except ValueError as exc:
         raise ParseError(path, f"malformed coordinates: {exc}") from None
-    unit = lambda key: keys.get(key, "ang").split()[0].lower()
-    if unit("atoms.unitvectors.unit") == "au":
+    if _unit(keys, "atoms.unitvectors.unit") == "au":
         cell = cell * BOHR_TO_ANG
-    pos_unit = unit("atoms.speciesandcoordinates.unit")
+    pos_unit = _unit(keys, "atoms.speciesandcoordinates.unit")
     xyz = xyz @ cell if pos_unit == "frac" else xyz * (BOHR_TO_ANG if pos_unit == "au" else 1.0)
     kmesh = [int(x) for x in keys["scf.kgrid"].split()[:3]] if "scf.kgrid" in keys else None
     atoms = ase.Atoms(symbols, positions=xyz, cell=cell, pbc=True)

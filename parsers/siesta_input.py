@@ -9,7 +9,8 @@ What is changed in the user's fdf (everything else is kept as written):
   written absolute). Other atom-indexed blocks (constraints, …) are kept as written;
 * ``%block kgrid_Monkhorst_Pack``: the diagonal mesh (displacements kept), or SIESTA 5's
   ``kgrid.MonkhorstPack [n1 n2 n3]``; ``kgrid_cutoff`` needs no change;
-* ``%include`` / ``< file`` paths pointed at the user's files from the new folder;
+* ``%include file`` / ``Label < file`` / ``%block Name < file`` paths pointed at the user's files
+  from the new folder (a structure given that way is refused: it would not be replaced);
 * the stage's keys (:data:`STAGE_SETTINGS`: the zeroth-step recipe of the README and of
   ``shared/datasets/generators/siesta_dataset.py``; ``TS.HS.Save true`` for the double-precision
   matrices ``dftplug convert`` prefers).
@@ -35,7 +36,7 @@ from .input_template import (InputTemplate, KeywordFile, Syntax, fmt_rows, refer
                              with_sites)
 from .siesta import CODE
 
-SYNTAX = Syntax(comments=("#", "!", ";"), block_start=re.compile(r"%block\s+(\S+)", re.I),
+SYNTAX = Syntax(comments=("#", "!", ";"), block_start=re.compile(r"%block\s+(\S+)\s*$", re.I),
                 block_end=re.compile(r"%endblock", re.I), block_open="%block {}", block_close="%endblock {}",
                 fold=lambda key: re.sub(r"[._-]", "", key.lower()))
 STAGE_SETTINGS = {
@@ -98,7 +99,7 @@ class SiestaTemplate(InputTemplate):
                 for i in range(3)])
         fdf.set_stage(STAGE_SETTINGS[stage], SINGLE_POINT)
         for k, line in enumerate(fdf.lines):
-            if (m := _REFERENCE.match(line)) and not line.lstrip().lower().startswith("%block"):
+            if m := _REFERENCE.match(line):  # %include FILE, Label < FILE, %block Name < FILE
                 target = Path(m.group(2))
                 fdf.lines[k] = m.group(1) + reference(self.folder / target, final, target.is_absolute()) + m.group(3)
         return fdf.text()
@@ -171,6 +172,9 @@ def read_template(folder) -> SiestaTemplate:
     if len(rows) != len(atoms):
         raise ParseError(path, f"%block AtomicCoordinatesAndAtomicSpecies has {len(rows)} atoms, "
                                f"the structure {len(atoms)} (is it in an %include file?)")
+    if any(_REFERENCE.match(l) for l in fdf.lines) and not (fdf.block("LatticeVectors") or
+                                                             fdf.block("LatticeParameters")):
+        raise ParseError(path, "the cell is not in this file (an %include or < file?): put LatticeVectors here")
     kmesh, note = _kmesh(fdf)
     return SiestaTemplate(CODE, folder, path, with_sites(atoms), kmesh, files, STAGE_SETTINGS, note,
                           fdf_text=text, tails=[" ".join(r[3:]) for r in rows])

@@ -327,3 +327,24 @@ def test_siesta_coordinate_formats_and_mesh_forms(tmp_path, case, mesh):
     assert run_sample(src, tmp_path / "out2", "-n", 1, "--supercell", 1, 1, 2).exit_code == 0
     back = read_template(tmp_path / "out2" / "c000" / "scf")
     assert back.kmesh == mesh and len(back.atoms) == 2 * len(source.atoms)
+
+
+def test_siesta_includes_are_repointed(tmp_path):
+    src = source_run(tmp_path, "siesta")
+    (src / "basis.fdf").write_text("PAO.EnergyShift 0.01 Ry\n")
+    (src / "dummy.txt").write_text("1 14 Si\n")
+    fdf = src / "si_diamond.fdf"
+    fdf.write_text("%include basis.fdf\n" + fdf.read_text() + "%block Dummy < dummy.txt\n")
+    out = tmp_path / "out"
+    assert run_sample(src, out, "-n", 1).exit_code == 0
+    written = out / "c000" / "h0"
+    lines = (written / "si_diamond.fdf").read_text().splitlines()
+    dummy = next(l for l in lines if l.startswith("%block Dummy"))
+    assert lines[0] == "%include ../../../src/siesta/si_diamond/scf/basis.fdf"
+    assert dummy == "%block Dummy < ../../../src/siesta/si_diamond/scf/dummy.txt"
+    assert (written / lines[0].split()[1]).is_file() and (written / dummy.split()[-1]).is_file()
+    text = fdf.read_text().replace("%block LatticeVectors", "%block LatticeVectors < cell.txt")
+    text = re.sub(r"(%block LatticeVectors < cell.txt)\n.*?%endblock LatticeVectors\n", r"\1\n", text, flags=re.S)
+    (src / "cell.txt").write_text("0 2.715 2.715\n2.715 0 2.715\n2.715 2.715 0\n")
+    fdf.write_text(text)
+    _refused(run_sample(src, tmp_path / "out2", "-n", 1), tmp_path / "out2", "si_diamond.fdf", "LatticeVectors")
