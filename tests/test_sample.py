@@ -143,6 +143,9 @@ def test_stage_settings(tmp_path, code):
                  "atoms.unitvectors"}
     assert {b: r for b, r in scf_blocks.items() if b not in structure} == {
         b: r for b, r in user_blocks.items() if b not in structure}
+    if code == "openmx":  # what the converter's read_h0 checks, read by the converter's own parser
+        keys, _ = _input_blocks((tmp_path / "out" / "c000" / "scf_iter1" / name).read_text())
+        assert keys["scf.maxiter"] == "1" and keys.get("scf.restart", "off") == "off" and keys["hs.fileout"] == "on"
     # the stored zeroth-step fixture of the same run
     fixture_h0, _ = keywords(FIXTURES / CASES[code][0] / H0_FOLDER[code] / name, code)
     for k, v in stage["h0"].items():
