@@ -44,6 +44,8 @@ from pathlib import Path
 import numpy as np
 from scipy.interpolate import CubicHermiteSpline
 
+from dftplug.blocksparse import BlockSparse
+from dftplug.density import density_matrix
 from dftplug.errors import MismatchError, ParseError
 from dftplug.fileio import find_file, read_bytes, read_text
 from dftplug.grid_density import RadialFunction, RealSpaceGrid, orbital_density, spherical_sum
@@ -245,6 +247,9 @@ def read_restart_template(folder, name: str, scf: Scfout) -> RestartTemplate:
     """Read and check OpenMX's own ``<name>_rst/`` of the structure of ``scf`` (per-atom files,
     grid, process layout and atomic density; collinear runs only)."""
     folder = Path(folder)
+    if scf.spinp_switch == 3:
+        raise MismatchError(f"{folder}: non-collinear OpenMX runs (SpinP_switch 3) are not supported: their "
+                            "restart density holds spinor components (Re/Im rho_ud) that dftplug does not build")
     check = folder / f"{name}.crst_check"
     if not check.is_file():
         raise ParseError(check, "missing: not an OpenMX restart folder (the zeroth-step run writes "
@@ -274,15 +279,13 @@ def read_restart_template(folder, name: str, scf: Scfout) -> RestartTemplate:
 
 # ============================================================================ writing
 def restart_density(h: Hamiltonian, paos: dict[str, Pao], template: RestartTemplate, scf: Scfout,
-                    progress: bool = False) -> np.ndarray:
-    """The ``.crst`` arrays (OpenMX spin channels, N1 N2 N3) of ``h.DM``: rho_s - .adrst, electrons/bohr³.
+                    dm: BlockSparse | None = None, progress: bool = False) -> np.ndarray:
+    """The ``.crst`` arrays (OpenMX spin channels, N1 N2 N3) of ``dm`` (default ``h.DM``):
+    rho_s - .adrst, electrons/bohr³.
 
     Checks first that the superposed atomic density of the PAO files on this grid is the template's
     ``.adrst`` (same grid, origin, positions and PAO files), else MismatchError naming the file.
     """
-    if scf.spinp_switch == 3:
-        raise MismatchError("non-collinear OpenMX runs (SpinP_switch 3): the restart density of spinor "
-                            "DMs is not supported")
     grid = openmx_grid(scf, template.shape)
     charge = dict(zip(h.symbols, template.core_charges))
     densities = {s: p.atomic_density(charge[s]) for s, p in paos.items()}
@@ -292,8 +295,8 @@ def restart_density(h: Hamiltonian, paos: dict[str, Pao], template: RestartTempl
         raise MismatchError(f"{template.file('adrst0')}: the atomic density on OpenMX's grid {template.shape} "
                             f"differs from this one by {deviation:.2g} of its maximum: a restart folder of "
                             "another structure, grid or PAO set")
-    rho = orbital_density(h, species_radials(h, paos), grid, progress=progress) * BOHR_TO_ANG ** 3
-    per_spin = rho / 2 if h.DM.nspin == 1 else rho
+    rho = orbital_density(h, species_radials(h, paos), grid, dm, progress) * BOHR_TO_ANG ** 3
+    per_spin = rho / 2 if len(rho) == 1 else rho
     return per_spin.reshape(len(per_spin), -1) - template.half_atomic
 
 
@@ -324,9 +327,10 @@ def write_restart_folder(crst: np.ndarray, template: RestartTemplate, out_dir) -
 
 
 def write_restart_guess(h: Hamiltonian, out_dir, pao_dir=None, progress: bool = False) -> Path | None:
-    """``out_dir/<name>_rst/`` from ``h.DM`` on the template ``<run>/<name>_rst/`` of the zeroth-step run
-    ``h`` was read from; None when the run has no such folder. Errors (nothing written): a template of
-    another structure or grid, missing PAO files, a non-collinear run."""
+    """``out_dir/<name>_rst/`` on the template ``<run>/<name>_rst/`` of the zeroth-step run ``h`` was read
+    from, with the grid density of ``h.DM`` (when None: the DM of ``h.H``, :func:`dftplug.density.density_matrix`:
+    the run's k-mesh and smearing); None when the run has no such folder. Errors (nothing written): a
+    template of another structure or grid, missing PAO files, a non-collinear run."""
     scf: Scfout = h.settings["openmx_raw"]
     name = h.settings["system_name"]
     run = Path(h.provenance["source"])
@@ -334,4 +338,5 @@ def write_restart_guess(h: Hamiltonian, out_dir, pao_dir=None, progress: bool = 
         return None
     template = read_restart_template(run / f"{name}_rst", name, scf)
     paos = species_paos(h, scf, pao_directory(scf, run, pao_dir))
-    return write_restart_folder(restart_density(h, paos, template, scf, progress), template, out_dir)
+    dm = h.DM if h.DM is not None else density_matrix(h, progress=progress).DM
+    return write_restart_folder(restart_density(h, paos, template, scf, dm, progress), template, out_dir)
