@@ -10,7 +10,8 @@ densities in electrons/Å³.
 
 Each atom's orbitals are evaluated once on the grid points inside its cutoff sphere (unwrapped
 integer grid indices, so periodic images are index shifts by R * shape); a block (i, j, R) then adds
-DM_ij(R) phi_j to the points the two spheres share, found by a lookup table over atom i's box.
+DM_ij(R) phi_j to the points the two spheres share, found by the lookup tables over both atoms'
+bounding boxes, sliced to the boxes' intersection.
 The sum is wrapped onto the periodic grid at the end (cost ~ sum over blocks of
 2 norb_i norb_j x shared points).
 """
@@ -83,14 +84,17 @@ class _Support:
     corner: np.ndarray  # (3,) smallest index of the bounding box
     lookup: np.ndarray  # bounding box -> column of ``values`` (-1 outside the sphere)
 
-    def shared(self, index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(columns here, rows of ``index``) of the points of ``index`` (n, 3) this support has."""
-        local = index - self.corner
-        inside = np.all((local >= 0) & (local < self.lookup.shape), axis=1)
-        rows = np.nonzero(inside)[0]
-        cols = self.lookup[tuple(local[rows].T)]
-        hit = cols >= 0
-        return cols[hit], rows[hit]
+    def shared(self, other: "_Support", shift: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(columns here, columns of ``other``) of the points this support shares with ``other``
+        translated by ``shift`` grid steps: the lookups of both over the intersection of their boxes."""
+        low = np.maximum(self.corner, other.corner + shift)
+        high = np.minimum(self.corner + self.lookup.shape, other.corner + shift + other.lookup.shape)
+        if np.any(high <= low):
+            return np.empty(0, np.int64), np.empty(0, np.int64)
+        here = self.lookup[tuple(slice(a, b) for a, b in zip(low - self.corner, high - self.corner))]
+        there = other.lookup[tuple(slice(a, b) for a, b in zip(low - other.corner - shift, high - other.corner - shift))]
+        both = (here >= 0) & (there >= 0)
+        return here[both], there[both]
 
 
 def _support(grid: RealSpaceGrid, centre: np.ndarray, shells, radials: Sequence[RadialFunction]) -> _Support:
@@ -136,7 +140,7 @@ def orbital_density(h: Hamiltonian, radials: RadialTable, grid: RealSpaceGrid, d
         mixed = np.zeros((dm.nspin,) + home.values.shape)  # sum_jR DM_ij(R) phi_j(r - R), on i's points
         for e in np.nonzero(dm.pairs[:, 0] == i)[0]:
             j, cell = dm.pairs[e, 1], dm.pairs[e, 2:]
-            cols, rows = home.shared(supports[j].index + cell * shape)
+            cols, rows = home.shared(supports[j], cell * shape)
             if len(cols):
                 block = dm.data[:, dm.offsets[e]:dm.offsets[e + 1]].reshape(dm.nspin, dm.norb[i], dm.norb[j])
                 mixed[:, :, cols] += block @ supports[j].values[:, rows]
