@@ -176,3 +176,25 @@ def test_non_collinear_is_refused(tmp_path):
     (run / "pt_fcc_rst").mkdir()
     with pytest.raises(MismatchError, match="non-collinear"):
         rs.write_restart_guess(om.read_h0(run), tmp_path / "guess")
+
+
+def test_pao_orbitals_are_normalised_in_angstrom_units():
+    """int R(r)^2 r^2 dr = 1 (Å units, OpenMX's interpolation) for the first radial function of each l."""
+    pao = rs.read_pao(shared_path("fixtures", "openmx", "DFT_DATA19", "PAO") / "C6.0.pao")  # .xz read too
+    assert pao.rcut == 6.0 and sorted(pao.orbitals) == [0, 1, 2, 3]
+    for l in range(4):
+        f = pao.radial(l, 1)
+        r = np.linspace(0.0, f.rcut, 100001)
+        assert abs(np.trapezoid(f.values(r) ** 2 * r ** 2, r) - 1.0) < 1e-5
+    with pytest.raises(ParseError, match="multiplicity 16"):
+        pao.radial(0, 16)
+
+
+def test_process_layout_is_openmx_partition_b():
+    """MPI process p stores C-order points [ceil(p N1N2/P) N3, ceil((p+1) N1N2/P) N3) (truncation.c)."""
+    assert rs.process_slices((18, 18, 128), 1) == [slice(0, 18 * 18 * 128)]
+    parts = rs.process_slices((18, 18, 128), 5)
+    sizes = [p.stop - p.start for p in parts]
+    assert parts[0].start == 0 and parts[-1].stop == 18 * 18 * 128
+    assert all(a.stop == b.start for a, b in zip(parts, parts[1:]))
+    assert sizes == [65 * 128] * 4 + [64 * 128]  # ceil(k 324/5): 0, 65, 130, 195, 260, 324
