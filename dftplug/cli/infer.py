@@ -84,3 +84,5 @@ def infer(h0_run, model, output, formats, with_dm, s_from, pao_dir, device, max_
                f"in {seconds:.2f} s -> {out}")
     for code_name, code_lines in lines.items():
         click.echo(f"add to the {code_name} input: " + " ; ".join(code_lines))
+    for note in notes:
+        click.echo(f"note: {note}")
