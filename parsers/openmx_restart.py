@@ -47,7 +47,7 @@ from scipy.interpolate import CubicHermiteSpline
 from dftplug.blocksparse import BlockSparse
 from dftplug.density import density_matrix
 from dftplug.errors import MismatchError, ParseError
-from dftplug.fileio import find_file, read_bytes, read_text
+from dftplug.fileio import find_file, read_text
 from dftplug.grid_density import RadialFunction, RealSpaceGrid, orbital_density, spherical_sum
 from dftplug.hamiltonian import Hamiltonian
 
@@ -231,11 +231,14 @@ def _check_atom_file(path: Path, atom: int, scf: Scfout) -> None:
     first = np.cumsum(np.concatenate([[0], scf.fnan + 1]))[atom]
     fnan = int(scf.fnan[atom])
     head = np.fromfile(path, "<i4", count=10 + 6 * (fnan + 1))
+    if len(head) < 10 + 6 * (fnan + 1):
+        raise ParseError(path, f"truncated: {4 * len(head)} bytes, the header and neighbour table need "
+                               f"{4 * (10 + 6 * (fnan + 1))}")
     seg = slice(first, first + fnan + 1)
     expected_head = [scf.natoms, int(scf.tno[atom]), fnan]
-    if len(head) < 10 or [head[5], head[7], head[8]] != expected_head or head[0] != scf.spinp_switch:
+    if [head[5], head[7], head[8]] != expected_head or head[0] != scf.spinp_switch:
         raise MismatchError(f"{path}: header (SpinP_switch, atoms, orbitals, neighbours) = "
-                            f"{[int(head[k]) for k in (0, 5, 7, 8)] if len(head) >= 10 else 'truncated'}, the "
+                            f"{[int(head[k]) for k in (0, 5, 7, 8)]}, the "
                             f"zeroth-step .scfout has {[scf.spinp_switch, *expected_head]}: another structure")
     table = head[10:].reshape(6, fnan + 1)
     expected = np.vstack([scf.natn[seg], scf.atv_ijk[scf.ncn[seg], 1:4].T, scf.tno[scf.natn[seg] - 1]])
