@@ -13,7 +13,9 @@ integer grid indices, so periodic images are index shifts by R * shape); a block
 DM_ij(R) phi_j to the points the two spheres share, found by the lookup tables over both atoms'
 bounding boxes, sliced to the boxes' intersection.
 The sum is wrapped onto the periodic grid at the end (cost ~ sum over blocks of
-2 norb_i norb_j x shared points).
+2 norb_i norb_j x shared points). sisl's ``DensityMatrix.density`` does the same for sisl objects, in
+sisl's orbital convention with its own radial interpolation; here the internal harmonics and any
+radial callable (OpenMX's interpolation reproduces its ``.crst`` to 1e-8) are used without conversion.
 """
 from __future__ import annotations
 
@@ -91,8 +93,9 @@ class _Support:
         high = np.minimum(self.corner + self.lookup.shape, other.corner + shift + other.lookup.shape)
         if np.any(high <= low):
             return np.empty(0, np.int64), np.empty(0, np.int64)
+        start, stop = low - other.corner - shift, high - other.corner - shift
         here = self.lookup[tuple(slice(a, b) for a, b in zip(low - self.corner, high - self.corner))]
-        there = other.lookup[tuple(slice(a, b) for a, b in zip(low - other.corner - shift, high - other.corner - shift))]
+        there = other.lookup[tuple(slice(a, b) for a, b in zip(start, stop))]
         both = (here >= 0) & (there >= 0)
         return here[both], there[both]
 

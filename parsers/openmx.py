@@ -639,7 +639,7 @@ def write_scf_guess(h: Hamiltonian, out_dir, pao_dir=None) -> "ScfGuess":
     from .openmx_restart import write_restart_guess
 
     name = h.settings.get("system_name") or Path(h.provenance["files"]["scfout"]).name.split(".")[0]
-    restart = write_restart_guess(h, out_dir, pao_dir)
+    restart = write_restart_guess(h, out_dir, name, pao_dir)
     path = write_scfout(h, Path(out_dir) / f"{name}.scfout")
     notes = ["tools built on OpenMX's read_scfout read the .scfout"]
     if restart is None:

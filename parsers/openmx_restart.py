@@ -329,13 +329,13 @@ def write_restart_folder(crst: np.ndarray, template: RestartTemplate, out_dir) -
     return target
 
 
-def write_restart_guess(h: Hamiltonian, out_dir, pao_dir=None, progress: bool = False) -> Path | None:
-    """``out_dir/<name>_rst/`` on the template ``<run>/<name>_rst/`` of the zeroth-step run ``h`` was read
-    from, with the grid density of ``h.DM`` (when None: the DM of ``h.H``, :func:`dftplug.density.density_matrix`:
-    the run's k-mesh and smearing); None when the run has no such folder. Errors (nothing written): a
-    template of another structure or grid, missing PAO files, a non-collinear run."""
+def write_restart_guess(h: Hamiltonian, out_dir, name: str, pao_dir=None, progress: bool = False) -> Path | None:
+    """``out_dir/<name>_rst/`` (``name``: System.Name) on the template ``<run>/<name>_rst/`` of the
+    zeroth-step run ``h`` was read from, with the grid density of ``h.DM`` (when None: the DM of ``h.H``
+    by :func:`dftplug.density.density_matrix`, the run's k-mesh and smearing); None when the run has no
+    such folder. Errors (nothing written): a template of another structure or grid, missing PAO files,
+    a non-collinear run."""
     scf: Scfout = h.settings["openmx_raw"]
-    name = h.settings["system_name"]
     run = Path(h.provenance["source"])
     if not (run / f"{name}_rst").is_dir():
         return None

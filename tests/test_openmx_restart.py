@@ -175,7 +175,7 @@ def test_non_collinear_is_refused(tmp_path):
     shutil.copytree(case / "scf_iter1", run)
     (run / "pt_fcc_rst").mkdir()
     with pytest.raises(MismatchError, match="non-collinear"):
-        rs.write_restart_guess(om.read_h0(run), tmp_path / "guess")
+        rs.write_restart_guess(om.read_h0(run), tmp_path / "guess", "pt_fcc")
 
 
 def test_pao_orbitals_are_normalised_in_angstrom_units():
