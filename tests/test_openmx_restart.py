@@ -198,3 +198,40 @@ def test_process_layout_is_openmx_partition_b():
     assert parts[0].start == 0 and parts[-1].stop == 18 * 18 * 128
     assert all(a.stop == b.start for a, b in zip(parts, parts[1:]))
     assert sizes == [65 * 128] * 4 + [64 * 128]  # ceil(k 324/5): 0, 65, 130, 195, 260, 324
+
+
+def _openmx_style_template(folder, name, scf, shape, core_charge, half_atomic):
+    """A ``<name>_rst/`` with the files the template check reads, in OpenMX's layout (RestartFileDFT.c),
+    for a fixture whose run did not keep its own: .crst_check, .adrst0, .cc, .rst<N> (header + table)."""
+    folder.mkdir()
+    (folder / f"{name}.crst_check").write_text(f"1 {shape[0]} {shape[1]} {shape[2]} {scf.spinp_switch}")
+    half_atomic.astype("<f8").tofile(folder / f"{name}.adrst0")
+    np.array([0.0] + [core_charge] * scf.natoms, "<f8").tofile(folder / f"{name}.cc")
+    first = np.cumsum(np.concatenate([[0], scf.fnan + 1]))
+    for a in range(scf.natoms):
+        seg = slice(first[a], first[a + 1])
+        head = [scf.spinp_switch, 0, 0, 0, 0, scf.natoms, 0, scf.tno[a], scf.fnan[a], 0]
+        table = np.vstack([scf.natn[seg], scf.atv_ijk[scf.ncn[seg], 1:4].T, np.zeros(seg.stop - seg.start),
+                           scf.tno[scf.natn[seg] - 1]])
+        np.concatenate([head, table.ravel()]).astype("<i4").tofile(folder / f"{name}.rst{a + 1}")
+
+
+def test_spin_polarised_restart_folder_has_both_spins(tmp_path):
+    """fe_bcc (SpinP_switch 1): crst0 and crst1 hold rho_up and rho_down minus half the atomic density;
+    crst0 + adrst integrates to Tr(DM_up S)."""
+    case = shared_path("fixtures", "openmx", "fe_bcc")
+    run = tmp_path / "scf"
+    shutil.copytree(case / "scf", run)
+    h = om.read_run(run)
+    scf = h.settings["openmx_raw"]
+    paos = rs.species_paos(h, scf, rs.pao_directory(scf, run, shared_path("fixtures", "openmx", "DFT_DATA19")))
+    grid = rs.openmx_grid(scf, (18, 18, 18))
+    half = 0.5 * spherical_sum(h, {"Fe": paos["Fe"].atomic_density(14.0)}, grid).ravel() * BOHR3
+    _openmx_style_template(run / "fe_bcc_rst", "fe_bcc", scf, grid.shape, 14.0, half)
+    folder = rs.write_restart_guess(h, tmp_path / "guess", "fe_bcc", shared_path("fixtures", "openmx", "DFT_DATA19"))
+    up, down = (np.fromfile(folder / f"fe_bcc.crst{s}_0_0") for s in (0, 1))
+    s = h.S.with_pairs(h.DM.pairs).data[0]
+    dv = grid.voxel_volume / BOHR3
+    assert abs((up + half).sum() * dv - h.DM.data[0] @ s) < 1e-5
+    assert abs((down + half).sum() * dv - h.DM.data[1] @ s) < 1e-5
+    assert not (folder / "fe_bcc.crst2_0_0").exists()
