@@ -628,16 +628,23 @@ def write_scfout(h: Hamiltonian, path, template: Scfout | str | Path | None = No
     return replace(scf, blocks=blocks).write(path)
 
 
-def write_scf_guess(h: Hamiltonian, out_dir) -> "ScfGuess":
-    """``<name>.scfout`` of the predicted H on the layout of the run h was read from.
-
-    OpenMX itself restarts only from its ``<name>_rst/`` folder, which besides per-atom H and DM
-    holds the real-space grid density (``.crst*``) that OpenMX rebuilds H from; that density needs
-    OpenMX's grid and PAO radial functions, which are not in these files, so none is written.
+def write_scf_guess(h: Hamiltonian, out_dir, pao_dir=None) -> "ScfGuess":
+    """``<name>.scfout`` of the predicted H on the layout of the run h was read from, and the restart
+    folder ``<name>_rst/`` OpenMX starts from (``scf.restart on``): the grid density of the DM on the
+    template of the run's own ``<name>_rst/`` (:mod:`dftplug.parsers.openmx_restart`; PAO files from
+    ``pao_dir`` or the input's DATA.PATH). A run without ``<name>_rst/`` gets the .scfout only (a note says so).
     """
     from dftplug.scf_guess import ScfGuess
 
+    from .openmx_restart import write_restart_guess
+
     name = h.settings.get("system_name") or Path(h.provenance["files"]["scfout"]).name.split(".")[0]
+    restart = write_restart_guess(h, out_dir, name, pao_dir)
     path = write_scfout(h, Path(out_dir) / f"{name}.scfout")
-    return ScfGuess(CODE, [path], [], notes=["tools built on OpenMX's read_scfout read this file; "
-                                            "OpenMX's own SCF restart (scf.restart on) needs its _rst/ folder"])
+    notes = ["tools built on OpenMX's read_scfout read the .scfout"]
+    if restart is None:
+        notes.append(f"no {name}_rst/ written: OpenMX's own restart (scf.restart on) needs the zeroth-step "
+                     f"run's {name}_rst/ as template, which {h.provenance['source']} lacks")
+        return ScfGuess(CODE, [path], [], notes=notes)
+    notes.append(f"copy {restart.name}/ into the SCF run's folder (next to its input)")
+    return ScfGuess(CODE, [path, restart], ["scf.restart on", f"scf.restart.filename {name}"], notes=notes)
