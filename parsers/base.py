@@ -55,13 +55,15 @@ class CodeIO:
     """One DFT code or exchange format: recognise, read and write its run folders.
 
     Class attributes a code sets: ``name``; ``h0_siblings`` (folder names beside ``<case>/scf``
-    that hold the zeroth-step run); ``writes_scf_guess``; ``detect_order`` (lower is tried first);
-    ``hermiticity_rtol`` (the format's precision, relative to the largest element).
+    that hold the zeroth-step run); ``writes_scf_guess`` and ``guess_options`` (keyword options its
+    ``write_scf_guess`` takes); ``detect_order`` (lower is tried first); ``hermiticity_rtol`` (the
+    format's precision, relative to the largest element).
     """
 
     name: str = ""
     h0_siblings: tuple[str, ...] = ()
     writes_scf_guess: bool = False
+    guess_options: tuple[str, ...] = ()
     detect_order: int = 50
     hermiticity_rtol: float = HERMITICITY_RTOL
 
@@ -77,8 +79,9 @@ class CodeIO:
         """The zeroth-step run with H0 (and S) set; default: its H is H0 = H[rho_atomic]."""
         return relabel_h0(self._read_run(path, matrices=("H", "S")))
 
-    def write_scf_guess(self, h: Hamiltonian, out_dir: Path) -> ScfGuess:
-        """The files the code reads to start its SCF from ``h.H`` (and ``h.DM``)."""
+    def write_scf_guess(self, h: Hamiltonian, out_dir: Path, **options) -> ScfGuess:
+        """The files the code reads to start its SCF from ``h.H`` (and ``h.DM``); ``options``: those
+        named in ``guess_options``."""
         raise NotImplementedError(f"{self.name}: no SCF guess writer")
 
     def guess_needs_dm(self, nspin: int, with_dm: bool) -> bool:

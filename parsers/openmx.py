@@ -627,17 +627,24 @@ def write_scfout(h: Hamiltonian, path, template: Scfout | str | Path) -> Path:
     return replace(scf, blocks=blocks).write(path)
 
 
-def write_scf_guess(h: Hamiltonian, out_dir, template: Scfout) -> ScfGuess:
-    """``<name>.scfout`` of the predicted H on the layout ``template`` (the zeroth-step run's).
-
-    OpenMX itself restarts only from its ``<name>_rst/`` folder, which besides per-atom H and DM
-    holds the real-space grid density (``.crst*``) that OpenMX rebuilds H from; that density needs
-    OpenMX's grid and PAO radial functions, which are not in these files, so none is written.
+def write_scf_guess(h: Hamiltonian, out_dir, template: Scfout, pao_dir=None) -> ScfGuess:
+    """``<name>.scfout`` of the predicted H on the layout ``template`` (the zeroth-step run's), and the
+    restart folder ``<name>_rst/`` OpenMX starts from (``scf.restart on``): the grid density of the DM on
+    the template of the run's own ``<name>_rst/`` (:mod:`dftplug.parsers.openmx_restart`; PAO files from
+    ``pao_dir`` or the input's DATA.PATH). A run without ``<name>_rst/`` gets the .scfout only (a note says so).
     """
+    from .openmx_restart import write_restart_guess
+
     name = h.settings.get("system_name") or Path(h.provenance["files"]["scfout"]).name.split(".")[0]
+    restart = write_restart_guess(h, out_dir, name, pao_dir)
     path = write_scfout(h, Path(out_dir) / f"{name}.scfout", template)
-    return ScfGuess(CODE, [path], [], notes=["tools built on OpenMX's read_scfout read this file; "
-                                            "OpenMX's own SCF restart (scf.restart on) needs its _rst/ folder"])
+    notes = ["tools built on OpenMX's read_scfout read the .scfout"]
+    if restart is None:
+        notes.append(f"no {name}_rst/ written: OpenMX's own restart (scf.restart on) needs the zeroth-step "
+                     f"run's {name}_rst/ as template, which {h.provenance['source']} lacks")
+        return ScfGuess(CODE, [path], [], notes=notes)
+    notes.append(f"copy {restart.name}/ into the SCF run's folder (next to its input)")
+    return ScfGuess(CODE, [path, restart], ["scf.restart on", f"scf.restart.filename {name}"], notes=notes)
 
 
 @register
@@ -648,6 +655,7 @@ class OpenMX(CodeIO):
     name = CODE
     h0_siblings = ("scf_iter1", "h0")
     writes_scf_guess = True
+    guess_options = ("pao_dir",)
     detect_order = 30
     orbital_order = staticmethod(OPENMX_ORDER.__getitem__)
 
@@ -663,5 +671,5 @@ class OpenMX(CodeIO):
     def matrix_files(self, h):
         return dict.fromkeys(("H", "S", "DM", "H0"), str(h.provenance["files"]["scfout"]))
 
-    def write_scf_guess(self, h, out_dir):
-        return write_scf_guess(h, out_dir, template=h.file_layout)
+    def write_scf_guess(self, h, out_dir, pao_dir=None):
+        return write_scf_guess(h, out_dir, template=h.file_layout, pao_dir=pao_dir)

@@ -291,8 +291,31 @@ def test_orb_indx_disagreeing_with_log(tmp_path):
         si.read_run(run)
 
 
-def test_missing_log(tmp_path):
+def test_without_standard_output_the_binary_files_suffice(tmp_path, si_run):
+    """No stdout: basis from ORB_INDX, units from the .EIG's E_F, E_F and electron count from the
+    TSHS; the same numbers, only the version and SCF count are unknown."""
     run = _plain_copy(SI / "scf", tmp_path / "scf")
     (run / "si_diamond.out").unlink()
-    with pytest.raises(ParseError, match="si_diamond.out"):
+    h = si.read_run(run)
+    ref = si.read_run(SI / "scf")
+    assert h.basis == ref.basis and h.fermi_level == ref.fermi_level and h.nelec == ref.nelec
+    for name, m in ref.matrices().items():
+        assert np.array_equal(getattr(h, name).data, m.data), name
+    assert h.provenance["version"] is None and h.provenance["scf_iterations"] is None
+    assert h.provenance["units"] == "SIESTA 4.x (E_F of si_diamond.EIG)"
+    assert h.settings["siesta_polarization"] == ref.settings["siesta_polarization"]
+
+
+def test_missing_log_and_orb_indx(tmp_path):
+    """h0/ has no ORB_INDX: without the stdout its basis is unknown."""
+    run = _plain_copy(shared_path("fixtures", "siesta", "si_diamond", "h0"), tmp_path / "h0")
+    (run / "si_diamond.out").unlink()
+    with pytest.raises(ParseError, match="basis is unknown"):
+        si.read_run(run)
+
+
+def test_missing_log_and_eig(tmp_path):
+    """Without the stdout and the .EIG nothing tells SIESTA 4's unit constants from SIESTA 5's."""
+    run = _plain_copy(SI / "scf", tmp_path / "scf", keep={"fdf", "TSHS", "XV", "ORB_INDX", "DM"})
+    with pytest.raises(ParseError, match="version is unknown"):
         si.read_run(run)

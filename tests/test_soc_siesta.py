@@ -264,9 +264,17 @@ def _with_log_version(tmp_path, version):
     return run
 
 
-def test_other_versions_of_spin_orbit_are_refused(tmp_path):
-    with pytest.raises(ParseError, match="only the 4.1 layout"):
-        si.read_run(_with_log_version(tmp_path, "5.2.0"))
+@pytest.mark.parametrize("version", ["4.0.2", "4.2.0", "6.0"])
+def test_other_versions_of_spin_orbit_are_refused(tmp_path, version):
+    with pytest.raises(ParseError, match=f"SIESTA {version}: only the 4.1 and 5.x layouts"):
+        si.read_run(_with_log_version(tmp_path, version))
+
+
+def test_spin_orbit_without_standard_output_is_refused(tmp_path):
+    """The version decides whether the spin-orbit layout is a verified one: no stdout, no SOC."""
+    run = _plain_copy(PT / "scf", tmp_path / "scf", keep={"XV", "fdf", "TSHS", "ORB_INDX", "EIG"})
+    with pytest.raises(ParseError, match="version unknown"):
+        si.read_run(run)
 
 
 def test_non_collinear_files_are_refused(tmp_path):
@@ -279,10 +287,10 @@ def test_non_collinear_files_are_refused(tmp_path):
 
 
 def test_spin_orbit_hsx_is_refused(tmp_path, monkeypatch):
-    """No fixture verifies the float32 HSX of nspin 8: a run folder with only an HSX is refused."""
+    """No fixture verifies the float32 (SIESTA 4) HSX of nspin 8: a run folder with only one is refused."""
     run = _plain_copy(PT / "scf", tmp_path / "scf", keep={"out", "XV", "fdf"})
     f = replace(si.read_tshs(PT / "scf" / "pt_fcc.TSHS"), kind="HSX")
     (run / "pt_fcc.HSX").write_bytes(b"")
     monkeypatch.setattr(si, "read_hsx", lambda path: f)  # what read_run does after parsing it
-    with pytest.raises(ParseError, match="TSHS .* only"):
+    with pytest.raises(ParseError, match="SIESTA 4 HSX .float32. is not supported"):
         si.read_run(run)

@@ -24,6 +24,8 @@ CODE_FORMATS = ("abacus", "siesta", "openmx")
               help="ABACUS: also write the DM built from the predicted H (init_chg dm; always for nspin 2).")
 @click.option("--s-from", "s_from", type=click.Path(exists=True, file_okay=False),
               help="Take the overlap S from this run of the same structure (when the H0 run did not write S).")
+@click.option("--pao-dir", type=click.Path(exists=True, file_okay=False),
+              help="OpenMX: DFT_DATA19 folder (or its PAO/) for the <name>_rst/ grid density; default: DATA.PATH.")
 @click.option("--device", default="cpu", show_default=True, help="torch device of the model (cpu, cuda, cuda:1).")
 @click.option("--max-edges-per-chunk", type=int, default=None,
               help="Memory cap for large structures: the layers process at most this many edges at once.")
@@ -31,7 +33,8 @@ CODE_FORMATS = ("abacus", "siesta", "openmx")
 @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary.")
 @click.option("-v", "--verbose", is_flag=True, help="Progress of the k-point sums.")
 @reports_errors
-def infer(h0_run, model, output, formats, with_dm, s_from, device, max_edges_per_chunk, force, as_json, verbose):
+def infer(h0_run, model, output, formats, with_dm, s_from, pao_dir, device, max_edges_per_chunk, force, as_json,
+          verbose):
     """Predict H = H0 + ΔH for the zeroth-step run H0_RUN and write what the code reads to start
     its SCF (see README, "Use as an SCF initial guess"). Prints a one-line summary and the input
     lines to add; no prompts."""
@@ -69,7 +72,7 @@ def infer(h0_run, model, output, formats, with_dm, s_from, device, max_edges_per
             elif fmt == "deeph":
                 files += write_deeph(h, tmp / "deeph", layout="new")
             else:
-                guess = write_scf_guess(h, code, tmp, with_dm=with_dm, progress=verbose)
+                guess = write_scf_guess(h, code, tmp, with_dm=with_dm, progress=verbose, pao_dir=pao_dir)
                 files += guess.files
                 lines[code] = guess.input_lines
                 notes += guess.notes
@@ -87,3 +90,5 @@ def infer(h0_run, model, output, formats, with_dm, s_from, device, max_edges_per
                f"in {seconds:.2f} s -> {out}")
     for code_name, code_lines in lines.items():
         click.echo(f"add to the {code_name} input: " + " ; ".join(code_lines))
+    for note in notes:
+        click.echo(f"note: {note}")
