@@ -35,7 +35,6 @@ from .validate import check_hamiltonian
 FORMAT = "dftplug-dataset"
 FORMAT_VERSION = 1
 ORBITAL_CONVENTION = "e3nn real spherical harmonics, m = -l..l within each shell"
-_MAX_SETTING_BYTES = 100_000  # code-private bulk (e.g. raw file sections) is not stored
 
 
 def _jsonable(obj):
@@ -51,15 +50,13 @@ def _jsonable(obj):
 
 
 def _dump_settings(settings: dict) -> str:
-    kept = {}
-    for key, value in settings.items():
-        try:
-            text = json.dumps(value, default=_jsonable)
-        except (TypeError, ValueError):
-            continue
-        if len(text) <= _MAX_SETTING_BYTES:
-            kept[key] = json.loads(text)
-    return json.dumps(kept)
+    """The run settings as JSON; anything else is refused, not dropped (what a code's writers need
+    of its files is ``Hamiltonian.file_layout``, which datasets do not store)."""
+    try:
+        return json.dumps(settings, default=_jsonable)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"Hamiltonian.settings must be JSON-able ({exc}); code-private objects belong "
+                        "in Hamiltonian.file_layout") from None
 
 
 def _write_one(group: h5py.Group, h: Hamiltonian) -> None:

@@ -24,7 +24,7 @@ from typing import Callable
 import ase
 import numpy as np
 
-from dftplug.errors import DftplugError, ParseError
+from dftplug.errors import ParseError
 
 STAGES = ("h0", "scf")
 
@@ -217,27 +217,3 @@ class InputTemplate:
 def with_sites(atoms: ase.Atoms) -> ase.Atoms:
     atoms.new_array("site", np.arange(len(atoms)))
     return atoms
-
-
-def read_template(folder) -> InputTemplate:
-    """The input template of an ABACUS, SIESTA or OpenMX run folder (inputs suffice; outputs are
-    not read)."""
-    from . import abacus_input, openmx_input, siesta_input
-
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise ParseError(folder, "not a folder")
-    for mod in (abacus_input, siesta_input, openmx_input):
-        if mod.is_input_folder(folder):
-            return mod.read_template(folder)
-    raise ParseError(folder, "not an ABACUS (INPUT + STRU), SIESTA (<label>.fdf) or OpenMX (<name>.dat) "
-                             "run folder")
-
-
-def stage_folder(code: str, stage: str) -> str:
-    """Folder name of ``stage`` that ``dftplug convert`` pairs: scf, and the code's first H0 sibling."""
-    from . import code_module
-
-    if stage not in STAGES:
-        raise DftplugError(f"unknown stage {stage!r}")
-    return "scf" if stage == "scf" else code_module(code).H0_SIBLINGS[0]

@@ -91,9 +91,9 @@ combines into one complex 2x2 spin box X (``Src/diag3k.F``; ``dftu_so.F`` spells
 Writing
 -------
 ``write_dm`` / ``write_tshs`` / ``write_hsx`` write on the sparsity the matrices were read with, in
-SIESTA's own per-row column order (kept in ``settings["siesta_pattern"]``) or on that of ``like`` (a
-TSHS of the same structure); a matrix with no SIESTA origin gets a new pattern with sorted columns
-and the regular supercell list. Rewriting a fixture gives SIESTA's layout byte for byte and its
+SIESTA's own per-row column order (``layout``: the :class:`SiestaLayout` of the run, its
+``Hamiltonian.file_layout``) or on that of ``like`` (a TSHS of the same structure); a matrix with no
+SIESTA layout gets a new pattern with sorted columns and the regular supercell list. Rewriting a fixture gives SIESTA's layout byte for byte and its
 values to <= 1e-14 (the trip through the internal d basis is not bit-exact); H goes back to Ry with
 the run's constant (SIESTA 4's for a matrix of another code). ``write_hsx`` writes the 5.x layout
 (version 1, double precision).
@@ -108,17 +108,16 @@ from pathlib import Path
 
 import ase
 import numpy as np
-from scipy.linalg import block_diag
 
 from dftplug.basis import Basis, Shell
 from dftplug.blocksparse import BlockSparse
 from dftplug.errors import MismatchError, ParseError
 from dftplug.fileio import atomic_write, file_exists, find_file, read_bytes, read_text
 from dftplug.hamiltonian import Hamiltonian
-from dftplug.orbitals import code_to_internal
+
+from .base import CodeIO, ScfGuess, register, relabel_h0, shell_transform
 
 CODE = "siesta"
-H0_SIBLINGS = ("h0",)
 
 
 # ============================================================================ units
@@ -225,7 +224,7 @@ def _siesta_order(l: int) -> tuple[tuple[int, int], ...]:
 
 def orbital_transform(ls) -> np.ndarray:
     """U (norb x norb) with phi_internal = U phi_siesta for an atom with shells ``ls``."""
-    return block_diag(*[code_to_internal(_siesta_order(l)) for l in ls])
+    return shell_transform(ls, _siesta_order)
 
 
 def siesta_isc_off(nsc) -> np.ndarray:
@@ -778,25 +777,23 @@ def read_run(folder, with_matrices=("H", "S", "DM")) -> Hamiltonian:
         _check_dm(dm, hs)
         dm.isc_off = hs.isc_off
         mats["DM"] = _to_blocks(dm, _from_file(dm.values["DM"], "DM"), norb, kinds, umats)
-        dm_pattern = None if dm.same_pattern(hs) else replace(dm, values={})
+        dm_pattern = None if dm.same_pattern(hs) else replace(dm, values={}, xij=None)
 
     fermi, fermi_source = run_fermi_level(hs, log, units)
     nelec = log.get("nelec", hs.header.get("qtot"))
     settings = {"smearing_kT_eV": float(hs.header["temp"]) * units.ry_ev,
-                "siesta_pattern": replace(hs, values={}, xij=None),
                 "siesta_polarization": {s: [p for _, p in sh] for s, sh in shells.items()},
                 "siesta_units": {"generation": units.generation, "ry_eV": units.ry_ev,
                                  "bohr_Ang": units.bohr_ang, "from": units_source}}
-    if dm_pattern is not None:
-        settings["siesta_dm_pattern"] = dm_pattern
     settings.update(_kgrid_settings(hs))
     settings.update(_smearing(_occupation(log, folder, label), settings["smearing_kT_eV"]))
     prov = {"code": CODE, "version": log.get("version"), "source": str(folder.resolve()),
             "files": files, "matrix_file": hs.kind, "scf_iterations": log.get("scf_iterations"),
             "converged": log.get("converged"), "fermi_level_log": log.get("fermi_level"),
             "fermi_level_from": fermi_source, "units": f"SIESTA {units.generation}.x ({units_source})"}
+    layout = SiestaLayout(label, replace(hs, values={}, xij=None), dm_pattern)
     return Hamiltonian(atoms=atoms, basis=basis, fermi_level=fermi, nelec=nelec, provenance=prov,
-                       settings=settings, **mats)
+                       settings=settings, file_layout=layout, **mats)
 
 
 def _read_matrix_file(base: Path) -> SparseFile:
@@ -942,9 +939,7 @@ def _check_dm(dm: SparseFile, hs: SparseFile) -> None:
 def read_h0(folder) -> Hamiltonian:
     """Read a zeroth-step run (h0/: one diagonalisation of H[DM_atomic]); its DM is not kept
     (it is the output DM of H0, not an SCF quantity)."""
-    h = read_run(folder, with_matrices=("H", "S"))
-    h.H0, h.H, h.h0_kind = h.H, None, "H[rho_atomic]"
-    return h
+    return relabel_h0(read_run(folder, with_matrices=("H", "S")))
 
 
 # ============================================================================ writing
@@ -965,13 +960,24 @@ def siesta_blocks(h: Hamiltonian, name: str) -> BlockSparse:
     return mat.transform(kinds, [orbital_transform(h.basis.ls(s)).T for s in species])
 
 
-def _pattern(h: Hamiltonian, key: str, like, mats) -> SparseFile:
-    """The sparsity to write on: ``like`` (a SIESTA TSHS of this structure), else the one the
-    matrices were read with (SIESTA's own column order), else a new one from their blocks."""
+@dataclass(frozen=True)
+class SiestaLayout:
+    """What SIESTA's writers need of the run the matrices were read from: its SystemLabel, the
+    sparsity of its H and S (``pattern``: per-row column order and supercell, values dropped) and,
+    where the ``.DM`` has its own, the DM's (``dm_pattern``)."""
+
+    label: str
+    pattern: SparseFile
+    dm_pattern: SparseFile | None = None
+
+
+def _pattern(h: Hamiltonian, layout: SiestaLayout | None, like, mats, dm: bool = False) -> SparseFile:
+    """The sparsity to write on: ``like`` (a SIESTA TSHS of this structure), else ``layout``'s (SIESTA's
+    own column order; ``dm``: the DM's where it differs), else a new one from the blocks of ``mats``."""
     if like is not None:
         pat = read_tshs(like)
     else:
-        pat = h.settings.get(key) or h.settings.get("siesta_pattern")
+        pat = None if layout is None else (layout.dm_pattern if dm else None) or layout.pattern
     norb = h.norb()
     if pat is None:
         return _new_pattern(norb, mats)
@@ -1026,34 +1032,34 @@ def _values_on(mat: BlockSparse, pat: SparseFile, what: str) -> np.ndarray:
     return values
 
 
-def write_dm(h: Hamiltonian, path, like=None) -> Path:
+def write_dm(h: Hamiltonian, path, like=None, layout: SiestaLayout | None = None) -> Path:
     """Write h.DM as ``<label>.DM`` for ``DM.UseSaveDM true`` (SIESTA's own layout and column order
-    when h was read from SIESTA; ``like``: a TSHS of the same structure to take them from)."""
+    from ``layout``, the run's; ``like``: a TSHS of the same structure to take them from)."""
     dm = siesta_blocks(h, "DM")
-    pat = _pattern(h, "siesta_dm_pattern", like, [dm])
+    pat = _pattern(h, layout, like, [dm], dm=True)
     values = _to_file(_values_on(dm, pat, f"DM of {path}"), "DM")
     out = replace(pat, kind="DM", nspin=len(values), values={"DM": values})
     write_dm_file(path, out)
     return Path(path)
 
 
-def write_h_in(h: Hamiltonian, path, like=None, matrix: str = "H") -> Path:
+def write_h_in(h: Hamiltonian, path, like=None, matrix: str = "H", layout: SiestaLayout | None = None) -> Path:
     """Write ``h.<matrix>`` as SIESTA 4.1.5's ``H_IN`` (read in the first SCF step with the
     undocumented ``Read-H-from-file true`` and ``SCF.Mix Hamiltonian``): the DM layout with H in
     Ry, on SIESTA's own column order (a sorted-column H_IN crashes SIESTA, fixtures README (d''))."""
     ham = siesta_blocks(h, matrix)
-    pat = _pattern(h, "siesta_dm_pattern", like, [ham])
+    pat = _pattern(h, layout, like, [ham], dm=True)
     values = _to_file(_values_on(ham, pat, f"{matrix} of {path}"), "H") / units_of(h).ry_ev
     write_dm_file(path, replace(pat, kind="DM", nspin=len(values), values={"DM": values}))
     return Path(path)
 
 
-def write_tshs(h: Hamiltonian, path, like=None, matrix: str = "H") -> Path:
+def write_tshs(h: Hamiltonian, path, like=None, matrix: str = "H", layout: SiestaLayout | None = None) -> Path:
     """Write ``h.<matrix>`` (e.g. a predicted H, eV) and h.S as a SIESTA TSHS (the one layout of 4.x and
     5.x; H in Ry with the run's SIESTA constant, E_F = h.fermi_level, Q = h.nelec): readable by sisl,
     TBtrans and SIESTA's post-processing tools."""
     ham, s = siesta_blocks(h, matrix), siesta_blocks(h, "S")
-    pat = _pattern(h, "siesta_pattern", like, [ham, s])
+    pat = _pattern(h, layout, like, [ham, s])
     units = units_of(h)
     gamma = int(np.all(pat.nsc == 1))
     header = {"flags": np.array([gamma, gamma, 0]), "istep_ia1": np.zeros(2, np.int64)}
@@ -1065,14 +1071,14 @@ def write_tshs(h: Hamiltonian, path, like=None, matrix: str = "H") -> Path:
     return Path(path)
 
 
-def write_hsx(h: Hamiltonian, path, like=None, matrix: str = "H") -> Path:
+def write_hsx(h: Hamiltonian, path, like=None, matrix: str = "H", layout: SiestaLayout | None = None) -> Path:
     """Write ``h.<matrix>`` and h.S as a SIESTA 5.x HSX (version 1, double precision; the file that
     replaces the TSHS from SIESTA 5.3 on, read by sisl): cell, supercell offsets, E_F (Fortran's
     ``huge`` when h has none, as SIESTA writes it), Q, kT, species and the (n, l, zeta) of every
     orbital. Species labels and valence charges are those of the 5.x HSX h was read from, else the
     element symbols and 0."""
     ham, s = siesta_blocks(h, matrix), siesta_blocks(h, "S")
-    pat = _pattern(h, "siesta_pattern", like, [ham, s])
+    pat = _pattern(h, layout, like, [ham, s])
     if pat.isc_off is None or len(pat.isc_off) != int(np.prod(pat.nsc)):
         raise MismatchError(f"{pat.path}: its supercell list does not cover nsc {list(pat.nsc)} (a SIESTA 4 HSX "
                             "stores none): write the HSX on a TSHS's or a 5.x HSX's sparsity (like=...)")
@@ -1136,16 +1142,46 @@ def _kgrid_record(h: Hamiltonian, pat: SparseFile):
     return np.zeros(1, "V60")[0]
 
 
-def write_scf_guess(h: Hamiltonian, out_dir, label: str | None = None) -> "ScfGuess":
+def write_scf_guess(h: Hamiltonian, out_dir, layout: SiestaLayout | None, label: str | None = None) -> ScfGuess:
     """``<label>.DM`` (``DM.UseSaveDM true``), ``<label>.TSHS`` and ``H_IN`` (``Read-H-from-file``)
-    of h.H / h.DM in ``out_dir``, on the sparsity and column order of the run h was read from."""
-    from dftplug.scf_guess import ScfGuess
-
+    of h.H / h.DM in ``out_dir``, on the sparsity and column order of ``layout`` (the zeroth-step
+    run's); ``label`` defaults to its SystemLabel."""
+    label = label or (layout.label if layout is not None else None)
     if label is None:
-        label = _label(Path(h.provenance["source"]))
+        raise MismatchError("a SIESTA guess needs the SystemLabel: pass label= (or the run's layout)")
     out_dir = Path(out_dir)
-    files = [write_dm(h, out_dir / f"{label}.DM"), write_tshs(h, out_dir / f"{label}.TSHS"),
-             write_h_in(h, out_dir / "H_IN")]
+    files = [write_dm(h, out_dir / f"{label}.DM", layout=layout),
+             write_tshs(h, out_dir / f"{label}.TSHS", layout=layout),
+             write_h_in(h, out_dir / "H_IN", layout=layout)]
     return ScfGuess(CODE, files, ["DM.UseSaveDM       true"],
                     notes=[f"copy {label}.DM into the SCF run folder; alternatively copy H_IN and set "
                            "'Read-H-from-file true' (SIESTA 4.1.5, undocumented; needs SCF.Mix Hamiltonian)"])
+
+
+@register
+class Siesta(CodeIO):
+    """SIESTA 4.x / 5.x runs: ``<label>.fdf``, the standard output, ``.XV``, ``.TSHS`` or ``.HSX``,
+    ``.DM`` (zeroth-step run: ``h0/``)."""
+
+    name = CODE
+    h0_siblings = ("h0",)
+    writes_scf_guess = True
+    detect_order = 20
+    orbital_order = staticmethod(_siesta_order)
+
+    def is_run_folder(self, path):
+        return is_run_folder(path)
+
+    def _read_run(self, path, matrices=("H", "S", "DM")):
+        return read_run(path, with_matrices=matrices)
+
+    def matrix_files(self, h):
+        files = h.provenance.get("files", {})
+        hs = files.get(h.provenance.get("matrix_file"))
+        return {n: str(f) for n, f in (("H", hs), ("S", hs), ("H0", hs), ("DM", files.get("DM"))) if f}
+
+    def guess_needs_dm(self, nspin, with_dm):
+        return True  # <label>.DM is the file SIESTA restarts from
+
+    def write_scf_guess(self, h, out_dir):
+        return write_scf_guess(h, out_dir, layout=h.file_layout)

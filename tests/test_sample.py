@@ -12,7 +12,8 @@ from click.testing import CliRunner
 from dftplug.cli import main
 from dftplug.dataset import read_dataset
 from dftplug.parsers import abacus_input, openmx_input, siesta_input
-from dftplug.parsers.input_template import KeywordFile, read_template
+from dftplug.parsers.input_template import KeywordFile
+from dftplug.templates import read_template
 from dftplug.parsers.openmx import _input_blocks
 from dftplug.sample import sample_structures, supercell_kmesh
 

@@ -282,8 +282,8 @@ def test_round_trip_equals_siestas_files(runs, read, case, tmp_path):
     (H back to Ry with the 5.x constant)."""
     label, h = CASES[case], read[case]
     run = _plain_copy(runs[case], tmp_path / case, keep={"out", "XV", "fdf", "ORB_INDX"})
-    si.write_tshs(h, run / f"{label}.TSHS")
-    si.write_dm(h, run / f"{label}.DM")
+    si.write_tshs(h, run / f"{label}.TSHS", layout=h.file_layout)
+    si.write_dm(h, run / f"{label}.DM", layout=h.file_layout)
     ours, theirs = si.read_tshs(run / f"{label}.TSHS"), si.read_tshs(runs[case] / f"{label}.TSHS")
     _sparse_equal(ours, theirs, atol=1e-14)  # Ry (measured 8.9e-15 on |H| up to 7 Ry)
     assert np.abs(ours.cell - theirs.cell).max() < 1e-12 and np.abs(ours.xa - theirs.xa).max() < 1e-12
@@ -306,7 +306,8 @@ def test_hsx_round_trip_equals_siestas_file(runs, tmp_path):
     run = _plain_copy(runs["Pt2_soc"], tmp_path / "pt2")
     (run / "Pt2_xx.TSHS").unlink()
     h = si.read_run(run)
-    ours, theirs = si.read_hsx(si.write_hsx(h, tmp_path / "x.HSX")), si.read_hsx(runs["Pt2_soc"] / "Pt2_xx.HSX")
+    ours = si.read_hsx(si.write_hsx(h, tmp_path / "x.HSX", layout=h.file_layout))
+    theirs = si.read_hsx(runs["Pt2_soc"] / "Pt2_xx.HSX")
     _sparse_equal(ours, theirs, atol=1e-14)
     assert (tmp_path / "x.HSX").stat().st_size == (runs["Pt2_soc"] / "Pt2_xx.HSX").stat().st_size
     for key in ("hsx_version", "is_dp", "species", "qtot"):
@@ -314,14 +315,14 @@ def test_hsx_round_trip_equals_siestas_file(runs, tmp_path):
     assert all(np.array_equal(a, b) for a, b in zip(ours.header["orbitals"], theirs.header["orbitals"]))
     assert ours.header["ef"] == pytest.approx(theirs.header["ef"], rel=1e-15)
     assert np.array_equal(ours.isc_off, theirs.isc_off) and np.abs(ours.cell - theirs.cell).max() < 1e-12
-    tshs = si.read_tshs(si.write_tshs(h, tmp_path / "x.TSHS"))
+    tshs = si.read_tshs(si.write_tshs(h, tmp_path / "x.TSHS", layout=h.file_layout))
     _sparse_equal(tshs, si.read_tshs(runs["Pt2_soc"] / "Pt2_xx.TSHS"), atol=1e-14)
 
 
 def test_sisl_reads_our_hsx_as_siestas(runs, read, tmp_path):
     """sisl (the layout reference) gives the same spin-orbit levels from our HSX and from SIESTA's."""
     sisl = pytest.importorskip("sisl")
-    path = si.write_hsx(read["Pt2_soc"], tmp_path / "Pt2_xx.HSX")
+    path = si.write_hsx(read["Pt2_soc"], tmp_path / "Pt2_xx.HSX", layout=read["Pt2_soc"].file_layout)
     ours, theirs = (sisl.get_sile(str(p)).read_hamiltonian().eigh() for p in (path, runs["Pt2_soc"] / "Pt2_xx.HSX"))
     assert np.abs(ours - theirs).max() < 1e-9
 
@@ -330,7 +331,7 @@ def test_hsx_without_fermi_level_is_written_as_siesta_does(read, tmp_path):
     h = read["Si_pdos_k"]
     h = h._with_matrices(h.matrices(), h.atoms)
     h.fermi_level = None
-    f = si.read_hsx(si.write_hsx(h, tmp_path / "x.HSX"))
+    f = si.read_hsx(si.write_hsx(h, tmp_path / "x.HSX", layout=h.file_layout))
     assert f.header["ef"] == np.finfo(float).max and si.hsx_fermi_level(f) is None
 
 

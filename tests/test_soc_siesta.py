@@ -215,8 +215,8 @@ def test_component_map_is_exactly_invertible():
 def test_round_trip_equals_siestas_files(scf, tmp_path):
     """read -> write TSHS and DM -> read: SIESTA's layout and column order, its values to round-off."""
     run = _plain_copy(PT / "scf", tmp_path / "scf", keep={"out", "XV", "fdf"})
-    si.write_tshs(scf, run / "pt_fcc.TSHS")
-    si.write_dm(scf, run / "pt_fcc.DM")
+    si.write_tshs(scf, run / "pt_fcc.TSHS", layout=scf.file_layout)
+    si.write_dm(scf, run / "pt_fcc.DM", layout=scf.file_layout)
     ours, theirs = si.read_tshs(run / "pt_fcc.TSHS"), si.read_tshs(PT / "scf" / "pt_fcc.TSHS")
     assert ours.nspin == 8
     _sparse_equal(ours, theirs, atol=2e-15)  # measured 5.6e-16 Ry
@@ -227,7 +227,7 @@ def test_round_trip_equals_siestas_files(scf, tmp_path):
 
 
 def test_h_in_holds_h_components_in_ry(scf, tmp_path):
-    f = si.read_dm(si.write_h_in(scf, tmp_path / "H_IN"))
+    f = si.read_dm(si.write_h_in(scf, tmp_path / "H_IN", layout=scf.file_layout))
     ref = si.read_tshs(PT / "scf" / "pt_fcc.TSHS")
     assert f.nspin == 8 and np.abs(f.values["DM"] - ref.values["H"]).max() < 1e-15
 

@@ -20,7 +20,8 @@ PROGRESS_FROM = 100  # structures: below this the command is quiet (it takes wel
 def _build(template, samples, kmesh, tmp: Path, final: Path, show_bar: bool) -> None:
     from tqdm import tqdm
 
-    from dftplug.parsers.input_template import STAGES, stage_folder
+    from dftplug.parsers.input_template import STAGES
+    from dftplug.templates import stage_folder
 
     for s in tqdm(samples, desc="sample", unit="structure", disable=not show_bar):
         for stage in STAGES:
@@ -63,7 +64,7 @@ def sample(run, output, count, rattle, strain, supercell, seed, force, as_json, 
     pseudopotential/orbital files and the zeroth-step / matrix-output keys change. Run the
     folders with your scheduler, then: dftplug convert OUT/c*/scf -o data.h5
     """
-    from dftplug.parsers.input_template import read_template, stage_folder
+    from dftplug.templates import read_template, stage_folder
     from dftplug.sample import check_amplitudes, sample_structures, supercell_kmesh
 
     check_amplitudes(rattle, strain, supercell, count)
