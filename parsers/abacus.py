@@ -765,14 +765,12 @@ class Abacus(CodeIO):
     detect_order = 10
     orbital_order = staticmethod(_abacus_order)
 
-    def is_run_folder(self, path):
-        return is_run_folder(path)
+    is_run_folder = staticmethod(is_run_folder)
 
     def _read_run(self, path, matrices=("H", "S", "DM")):
         return read_run(path, with_matrices=matrices)
 
-    def _read_h0(self, path):
-        return read_h0(path)
+    _read_h0 = staticmethod(read_h0)
 
     def guess_needs_dm(self, nspin, with_dm):
         return with_dm or nspin == 2  # v3.11's init_chg hr loses the magnetisation

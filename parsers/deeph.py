@@ -472,8 +472,7 @@ class DeepH(CodeIO):
     name = CODE
     detect_order = 90
 
-    def is_run_folder(self, path):
-        return is_deeph_folder(path)
+    is_run_folder = staticmethod(is_deeph_folder)
 
     def _read_run(self, path, matrices=("H", "S", "DM")):
         return read_deeph(path)

@@ -44,14 +44,12 @@ class OpenMX(CodeIO):
     detect_order = 30
     orbital_order = staticmethod(OPENMX_ORDER.__getitem__)
 
-    def is_run_folder(self, path):
-        return is_run_folder(path)
+    is_run_folder = staticmethod(is_run_folder)
 
     def _read_run(self, path, matrices=("H", "S", "DM")):
         return read_run(path)
 
-    def _read_h0(self, path):
-        return read_h0(path)
+    _read_h0 = staticmethod(read_h0)
 
     def matrix_files(self, h):
         return dict.fromkeys(("H", "S", "DM", "H0"), str(h.provenance["files"]["scfout"]))

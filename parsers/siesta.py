@@ -1169,8 +1169,7 @@ class Siesta(CodeIO):
     detect_order = 20
     orbital_order = staticmethod(_siesta_order)
 
-    def is_run_folder(self, path):
-        return is_run_folder(path)
+    is_run_folder = staticmethod(is_run_folder)
 
     def _read_run(self, path, matrices=("H", "S", "DM")):
         return read_run(path, with_matrices=matrices)
