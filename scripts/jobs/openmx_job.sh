@@ -21,7 +21,7 @@ NP=${NP:-1}
 PAO_DIR=${PAO_DIR:-}   # a DFT_DATA19 folder, when DATA.PATH is not valid from scf_iter1/
 
 (cd scf_iter1 && OMP_NUM_THREADS=1 mpirun -np "$NP" openmx "$NAME.dat" > "$NAME.std")
-dftplug infer scf_iter1 --model "$MODEL" -o guess --write openmx ${PAO_DIR:+--pao-dir "$PAO_DIR"} --json > guess.json
+dftplug infer scf_iter1 --model "$MODEL" -o guess --force --write openmx ${PAO_DIR:+--pao-dir "$PAO_DIR"} --json > guess.json
 rm -rf "scf/${NAME}_rst" && cp -r "guess/${NAME}_rst" scf/
 (cd scf && OMP_NUM_THREADS=1 mpirun -np "$NP" openmx "$NAME.dat" > "$NAME.std")
 grep -cE "^ *SCF= *[0-9]+ +NormRD" "scf/$NAME.out" | sed 's/^/SCF iterations: /'
