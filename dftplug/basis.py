@@ -60,6 +60,22 @@ class Basis:
             self.ls(s) == other.ls(s) for s in self.shells
         )
 
+    def mismatch(self, other: "Basis", symbol: str, atol: float = 1e-4) -> str | None:
+        """How the shells of ``symbol`` differ from ``other``'s (l, zeta and cutoff radius, in
+        order), or None when they agree. A cutoff must be known on both sides (``atol`` in Å)."""
+        mine, theirs = self.shells[symbol], other.shells[symbol]
+        if [(s.l, s.zeta) for s in mine] != [(s.l, s.zeta) for s in theirs]:
+            return (f"shells {self.label(symbol)} (l, zeta = {[(s.l, s.zeta) for s in mine]}) vs "
+                    f"{other.label(symbol)} ({[(s.l, s.zeta) for s in theirs]})")
+        for k, (a, b) in enumerate(zip(mine, theirs)):
+            shell = f"shell {k + 1} ({a.zeta}{L_LETTERS[a.l]})"
+            if a.rcut is None or b.rcut is None:
+                side = "first" if a.rcut is None else "second"
+                return f"{shell}: the cutoff radius of the {side} basis is unknown (it must be stated)"
+            if abs(a.rcut - b.rcut) > atol:
+                return f"{shell}: cutoff radius {a.rcut:.4f} Å vs {b.rcut:.4f} Å"
+        return None
+
     def to_json(self) -> str:
         return json.dumps({k: [asdict(s) for s in v] for k, v in self.shells.items()})
 

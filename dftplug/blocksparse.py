@@ -234,7 +234,10 @@ class BlockSparse:
         return np.maximum.reduceat(np.abs(self.data).max(axis=0), self.offsets[:-1])
 
     def hermiticity_error(self) -> float:
-        """max |M - M^dagger| (blocks without a (j, i, -R) partner count as the block itself)."""
+        """max |M - M^dagger| (blocks without a (j, i, -R) partner count as the block itself);
+        NaN when any element is not finite (``max`` would silently skip a NaN)."""
+        if not np.isfinite(self.data).all():
+            return float("nan")
         partner = self.partner_index()
         err = 0.0
         if np.any(partner < 0):

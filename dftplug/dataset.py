@@ -30,11 +30,11 @@ from .blocksparse import BlockSparse
 from .errors import ParseError
 from .fileio import atomic_path
 from .hamiltonian import MATRIX_NAMES, Hamiltonian
+from .validate import check_hamiltonian
 
 FORMAT = "dftplug-dataset"
 FORMAT_VERSION = 1
 ORBITAL_CONVENTION = "e3nn real spherical harmonics, m = -l..l within each shell"
-_MAX_SETTING_BYTES = 100_000  # code-private bulk (e.g. raw file sections) is not stored
 
 
 def _jsonable(obj):
@@ -50,15 +50,13 @@ def _jsonable(obj):
 
 
 def _dump_settings(settings: dict) -> str:
-    kept = {}
-    for key, value in settings.items():
-        try:
-            text = json.dumps(value, default=_jsonable)
-        except (TypeError, ValueError):
-            continue
-        if len(text) <= _MAX_SETTING_BYTES:
-            kept[key] = json.loads(text)
-    return json.dumps(kept)
+    """The run settings as JSON; anything else is refused, not dropped (what a code's writers need
+    of its files is ``Hamiltonian.file_layout``, which datasets do not store)."""
+    try:
+        return json.dumps(settings, default=_jsonable)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"Hamiltonian.settings must be JSON-able ({exc}); code-private objects belong "
+                        "in Hamiltonian.file_layout") from None
 
 
 def _write_one(group: h5py.Group, h: Hamiltonian) -> None:
@@ -107,6 +105,9 @@ def _open(path) -> h5py.File:
         f.close()
         raise ParseError(path, f"dataset format_version {f.attrs.get('format_version')} is not "
                                f"{FORMAT_VERSION}")
+    if not isinstance(f.get("structures"), h5py.Group):
+        f.close()
+        raise ParseError(path, "no /structures group (an incomplete or foreign file)")
     return f
 
 
@@ -126,7 +127,7 @@ def _read_one(group: h5py.Group, path) -> Hamiltonian:
                            nelec=None if np.isnan(ne) else ne, h0_kind=group.attrs["h0_kind"] or None,
                            provenance=json.loads(group.attrs["provenance"]),
                            settings=json.loads(group.attrs["settings"]), **mats)
-    except (KeyError, ValueError, OSError) as exc:
+    except (KeyError, ValueError, TypeError, OSError) as exc:
         raise ParseError(path, f"structure {group.name}: {exc}") from None
 
 
@@ -135,15 +136,17 @@ def dataset_names(path) -> list[str]:
         return list(f["structures"].keys())
 
 
-def iter_dataset(path, names: Iterable[str] | None = None) -> Iterator[tuple[str, Hamiltonian]]:
-    """Yield ``(name, Hamiltonian)`` one structure at a time (streaming, not all in memory)."""
+def iter_dataset(path, names: Iterable[str] | None = None, require=()) -> Iterator[tuple[str, Hamiltonian]]:
+    """Yield ``(name, Hamiltonian)`` one structure at a time (streaming, not all in memory), each
+    checked at the boundary (:func:`dftplug.validate.check_hamiltonian`; ``require``: matrices
+    that must be present, e.g. ``("H", "H0", "S")`` for training)."""
     with _open(path) as f:
         root = f["structures"]
         for name in (list(root.keys()) if names is None else names):
-            if name not in root:
+            if name not in root or not isinstance(root[name], h5py.Group):
                 raise ParseError(path, f"no structure named {name!r}")
-            yield name, _read_one(root[name], path)
+            yield name, check_hamiltonian(_read_one(root[name], path), f"{path} (structure {name})", require)
 
 
-def read_dataset(path, names: Iterable[str] | None = None) -> list[Hamiltonian]:
-    return [h for _, h in iter_dataset(path, names)]
+def read_dataset(path, names: Iterable[str] | None = None, require=()) -> list[Hamiltonian]:
+    return [h for _, h in iter_dataset(path, names, require)]

@@ -1,4 +1,8 @@
-"""Exceptions raised by dftplug; the CLI turns them into a message and exit code 2."""
+"""Exceptions raised by dftplug; the CLI turns them into a message and exit code 2.
+
+Every class pickles (``__reduce__`` gives back its constructor arguments), so an error raised in a
+worker process of a parallel ``convert`` reaches the parent intact, naming the file.
+"""
 
 
 class DftplugError(Exception):
@@ -16,6 +20,14 @@ class ParseError(DftplugError):
         self.problem = problem
         super().__init__(f"{self.path}: {problem}")
 
+    def __reduce__(self):
+        return type(self), (self.path, self.problem)
+
 
 class MismatchError(DftplugError):
     """Two inputs that must describe the same system do not (structure, basis, sparsity)."""
+
+
+class ValidationError(ParseError):
+    """Data that was read completely but is not physical: non-finite values, a non-Hermitian
+    matrix, an overlap that is not positive definite, an H0 that is the converged H."""

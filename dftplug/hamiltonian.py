@@ -36,7 +36,11 @@ class Hamiltonian:
     nelec : float | None         valence electron count.
     h0_kind : str | None         what H0 is, e.g. ``"H[rho_atomic]"`` (see :data:`H0_KINDS`).
     provenance : dict            code, version, folders and files read.
-    settings : dict              run settings useful downstream (smearing, k-mesh, ...).
+    settings : dict              run settings useful downstream (smearing, k-mesh, ...), JSON-able.
+    file_layout : object | None  the code's own layout of the files read (a typed object of the
+                                 parser: ABACUS R lists, OpenMX .scfout template, SIESTA sparsity),
+                                 which its writers take explicitly to write files the code reads
+                                 back; not stored in datasets.
     """
 
     atoms: ase.Atoms
@@ -50,6 +54,7 @@ class Hamiltonian:
     h0_kind: str | None = None
     provenance: dict = field(default_factory=dict)
     settings: dict = field(default_factory=dict)
+    file_layout: object | None = None
 
     # ----------------------------------------------------------------- structure/basis
     @property
@@ -200,7 +205,7 @@ class Hamiltonian:
     def _with_matrices(self, mats: dict, atoms: ase.Atoms) -> "Hamiltonian":
         return Hamiltonian(atoms, self.basis, fermi_level=self.fermi_level, nelec=self.nelec,
                            h0_kind=self.h0_kind, provenance=dict(self.provenance),
-                           settings=dict(self.settings), **mats)
+                           settings=dict(self.settings), file_layout=self.file_layout, **mats)
 
     def summary(self) -> dict:
         """Small JSON-able description (for ``--json`` outputs and logs)."""

@@ -46,14 +46,14 @@ from pathlib import Path
 
 import ase
 import numpy as np
-from scipy.linalg import block_diag
 
 from dftplug.basis import Basis, Shell
 from dftplug.blocksparse import BlockSparse, union_pairs
 from dftplug.errors import MismatchError, ParseError
 from dftplug.fileio import atomic_write, file_exists, find_file, read_text
 from dftplug.hamiltonian import Hamiltonian, spin_identity
-from dftplug.orbitals import code_to_internal
+
+from .base import CodeIO, ScfGuess, register, relabel_h0, shell_transform
 
 RY_TO_EV = 13.605698
 BOHR_TO_ANG = 0.529177210903
@@ -70,7 +70,7 @@ def _abacus_order(l: int) -> tuple[tuple[int, int], ...]:
 
 def orbital_transform(ls) -> np.ndarray:
     """U (norb x norb) with phi_internal = U phi_abacus for an atom with shells ``ls``."""
-    return block_diag(*[code_to_internal(_abacus_order(l)) for l in ls])
+    return shell_transform(ls, _abacus_order)
 
 
 # ============================================================================ csr files
@@ -109,6 +109,20 @@ class CsrFile:
     ispin: int = 1
     cell_block: str = ""               # new generation: the lattice/positions text block
     extras: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class CsrLayout:
+    """How a run's csr files were laid out beyond their matrices, for a byte-identical rewrite:
+    per matrix name the lattice vectors R of each spin file in file order (ABACUS lists empty R
+    too) and the new generation's cell block (the lattice and positions text)."""
+
+    cells: dict[str, list[np.ndarray]]
+    cell_blocks: dict[str, str]
+
+    def cell_block(self, name: str) -> str:
+        """The cell block of matrix ``name``'s file, else of any file of the run ("" if none)."""
+        return self.cell_blocks.get(name) or next((b for b in self.cell_blocks.values() if b), "")
 
 
 def _ints(path, tokens, what):
@@ -155,7 +169,7 @@ def read_csr(path) -> CsrFile:
         if len(head) != 4:
             raise ParseError(path, f"line {pos + 1}: expected 'Rx Ry Rz nnz', got {lines[pos]!r}")
         cells[r] = _ints(path, head[:3], "lattice vector")
-        nnz = int(head[3])
+        nnz = int(_ints(path, head[3:], "nnz (element count)")[0])
         pos += 1
         if gen == "old":
             if nnz == 0:
@@ -363,22 +377,11 @@ def read_orb(path) -> tuple[Shell, ...]:
     counts = re.findall(r"Number of ([SPDFGH])orbital-->\s+(\d+)", text)
     if not counts:
         raise ParseError(path, "no 'Number of Xorbital-->' lines: not an ABACUS .orb file")
-    rc = float(rcut.group(1)) * BOHR_TO_ANG if rcut else None
+    if not rcut:
+        raise ParseError(path, "no 'Radius Cutoff(a.u.)' line: the basis cutoff is unknown")
+    rc = float(rcut.group(1)) * BOHR_TO_ANG
     return tuple(Shell(l="SPDFGH".index(letter), zeta=z + 1, rcut=rc)
                  for letter, n in counts for z in range(int(n)))
-
-
-def _shells_from_log(log: str, path) -> dict[str, tuple[Shell, ...]]:
-    """Fallback when the .orb files are not at hand: the log's 'L=.., number of zeta' table."""
-    out = {}
-    for block in re.split(r"READING ATOM TYPE", log)[1:]:
-        label = re.search(r"atom label\s*=\s*(\S+)", block, re.I)
-        zetas = re.findall(r"L=(\d+), number of zeta = (\d+)", block)
-        if label and zetas:
-            out[label.group(1)] = tuple(Shell(l=int(l), zeta=z + 1) for l, n in zetas for z in range(int(n)))
-    if not out:
-        raise ParseError(path, "cannot find the basis: no .orb file and no orbital table in the log")
-    return out
 
 
 # ============================================================================ run folders
@@ -481,7 +484,7 @@ def _spinor_from_boxes(name: str, boxes: BlockSparse, path) -> BlockSparse:
 def read_matrices(run: RunFolder, atoms, basis: Basis, nspin: int, names=("H", "S", "DM")):
     """Read the requested matrices of a run, converted to eV and the internal orbital order.
 
-    Returns ({name: BlockSparse}, {name: list of CsrFile metadata}, {name: generation}).
+    Returns ({name: BlockSparse}, the files' :class:`CsrLayout`, {name: [file paths]}).
     """
     symbols = atoms.get_chemical_symbols()
     norb = np.array([basis.norb(s) for s in symbols])
@@ -489,7 +492,7 @@ def read_matrices(run: RunFolder, atoms, basis: Basis, nspin: int, names=("H", "
     kinds = np.array([species.index(s) for s in symbols])
     umats = [orbital_transform(basis.ls(s)) for s in species]
     nbasis = norb.sum() * (2 if nspin == 4 else 1)
-    out, meta, files = {}, {}, {}
+    out, cells, blocks, files = {}, {}, {}, {}
     for name in names:
         found = run.matrix_files(name, nspin)
         if found is None:
@@ -508,10 +511,9 @@ def read_matrices(run: RunFolder, atoms, basis: Basis, nspin: int, names=("H", "
             code = _channels_to_blocks([(c.rows, c.cols, c.cells[c.cell_of], c.values) for c in csrs], norb)
             code = code.scaled(RY_TO_EV) if name == "H" else code
         out[name] = code.transform(kinds, umats)
-        meta[name] = {"cells": [c.cells for c in csrs], "cell_block": csrs[0].cell_block,
-                      "generation": gen}
+        cells[name], blocks[name] = [c.cells for c in csrs], csrs[0].cell_block
         files[name] = [str(p) for p in paths]
-    return out, meta, files
+    return out, CsrLayout(cells, blocks), files
 
 
 def _check_spinor_run(run: RunFolder) -> None:
@@ -535,23 +537,19 @@ def read_run(folder, with_matrices=("H", "S", "DM")) -> Hamiltonian:
     if nspin == 4:
         _check_spinor_run(run)
     log_text = read_text(run.log) if run.log else ""
-    shells = {}
+    # the .orb files are required: they alone state the cutoff radius of each shell
     orb_dir = run.root / run.params.get("orbital_dir", ".")
-    for sp, fname in orbfiles.items():
-        p = orb_dir / fname
-        try:
-            shells[sp] = read_orb(p)
-        except ParseError:
-            shells = {}
-            break
-    if not shells:
-        shells = _shells_from_log(log_text, run.log or run.root)
+    for fname in orbfiles.values():
+        if not file_exists(orb_dir / fname):
+            raise ParseError(orb_dir / fname, "orbital file not found (STRU's NUMERICAL_ORBITAL in INPUT's "
+                                              "orbital_dir): it is needed for the basis and its cutoff radii")
+    shells = {sp: read_orb(orb_dir / fname) for sp, fname in orbfiles.items()}
     labels = {re.sub(r"[^A-Za-z].*$", "", k): v for k, v in shells.items()}
     missing = set(atoms.get_chemical_symbols()) - set(labels)
     if missing:
         raise ParseError(stru, f"no basis found for species {sorted(missing)}")
     basis = Basis(labels)
-    mats, meta, files = read_matrices(run, atoms, basis, nspin, with_matrices)
+    mats, layout, files = read_matrices(run, atoms, basis, nspin, with_matrices)
     if "H" in with_matrices and "H" not in mats:
         raise ParseError(run.out_dir, "no H(R) file (hrs1_nao.csr or data-HR-sparse_SPIN0.csr): "
                                       "was the run made with out_mat_hs2 1?")
@@ -562,25 +560,35 @@ def read_run(folder, with_matrices=("H", "S", "DM")) -> Hamiltonian:
     settings = {k: run.params[k] for k in ("smearing_method", "smearing_sigma", "calculation", "ks_solver",
                                            "scf_thr", "init_chg", "suffix", "nspin", "lspinorb")
                 if k in run.params}
-    settings["abacus_meta"] = meta
     if "smearing_sigma" in settings:
         settings["smearing_sigma_eV"] = float(settings["smearing_sigma"]) * RY_TO_EV
     kpt = run.root / "KPT"
     if kpt.is_file():
-        kl = read_text(kpt).split("\n")
-        if len(kl) > 3 and kl[2].strip().lower() in ("gamma", "monkhorst-pack", "mp"):
-            settings["kmesh"] = [int(x) for x in kl[3].split()[:3]]
-            settings["kmesh_type"] = kl[2].strip().lower()
-            # ABACUS K_Vectors::Monkhorst_Pack_formula, n = 1..N: Gamma k = (o + n − 1)/N,
-            # MP k = (o + 2n − N − 1)/(2N); as k = (i + shift/2)/N: shift = 2o, resp. (1 − N + o) mod 2
-            offset = [float(x) for x in kl[3].split()[3:6]] or [0.0, 0.0, 0.0]
-            settings["kmesh_shift"] = ([2 * o for o in offset] if settings["kmesh_type"] == "gamma" else
-                                       [(1 - n + o) % 2 for n, o in zip(settings["kmesh"], offset)])
+        settings.update(read_kpt(kpt))
     prov = {"code": CODE, "version": info.get("version"), "source": str(Path(folder).resolve()),
             "files": files, "scf_iterations": info.get("scf_iterations"),
             "converged": info.get("converged"), "autoset_magnetism": info.get("autoset_magnetism")}
     return Hamiltonian(atoms=atoms, basis=basis, fermi_level=info.get("fermi_level"), nelec=info.get("nelec"),
-                       provenance=prov, settings=settings, **mats)
+                       provenance=prov, settings=settings, file_layout=layout, **mats)
+
+
+def read_kpt(path) -> dict:
+    """k-mesh settings of an automatic ``KPT`` file (Gamma / Monkhorst-Pack); {} for explicit lists."""
+    kl = read_text(path).split("\n")
+    if len(kl) <= 3 or kl[2].strip().lower() not in ("gamma", "monkhorst-pack", "mp"):
+        return {}
+    kind = kl[2].strip().lower()
+    try:
+        mesh = [int(x) for x in kl[3].split()[:3]]
+        offset = [float(x) for x in kl[3].split()[3:6]] or [0.0, 0.0, 0.0]
+    except ValueError:
+        raise ParseError(path, f"line 4: expected three integers and three offsets, got {kl[3].strip()!r}") from None
+    if len(mesh) != 3 or len(offset) != 3:
+        raise ParseError(path, f"line 4: expected three integers and three offsets, got {kl[3].strip()!r}")
+    # ABACUS K_Vectors::Monkhorst_Pack_formula, n = 1..N: Gamma k = (o + n − 1)/N,
+    # MP k = (o + 2n − N − 1)/(2N); as k = (i + shift/2)/N: shift = 2o, resp. (1 − N + o) mod 2
+    shift = [2 * o for o in offset] if kind == "gamma" else [(1 - n + o) % 2 for n, o in zip(mesh, offset)]
+    return {"kmesh": mesh, "kmesh_type": kind, "kmesh_shift": shift}
 
 
 def read_h0(folder) -> Hamiltonian:
@@ -588,20 +596,28 @@ def read_h0(folder) -> Hamiltonian:
 
     Refuses an nspin-4 run in which ABACUS auto-set a start moment (all STRU moments <= 1e-5 muB
     give (1, 1, 1) muB per atom): its atomic density, hence H0, is spin-polarised by a moment the
-    converged system need not have (fcc Pb: m_z = 0.31 muB, Kramers degeneracy broken by 1.2 eV)."""
+    converged system need not have (fcc Pb: m_z = 0.31 muB, Kramers degeneracy broken by 1.2 eV).
+    Refuses a run whose INPUT does not stop after one step from atomic densities."""
+    params = RunFolder.locate(folder).params
+    nmax, start = params.get("scf_nmax", "100"), params.get("init_chg", "atomic").lower()
+    if nmax != "1" or start != "atomic":
+        raise ParseError(Path(folder) / "INPUT", f"not a zeroth-step run (scf_nmax {nmax}, init_chg {start}; "
+                                                 "H0 needs scf_nmax 1 and init_chg atomic)")
     h = read_run(folder, with_matrices=("H", "S"))
     if h.nspin == 4 and h.provenance.get("autoset_magnetism"):
         raise ParseError(Path(folder), "ABACUS auto-set a start moment (1, 1, 1) muB ('Autoset magnetism' in "
                                        "the log): this H0 is spin-polarised; rerun the zeroth step with an "
                                        "explicit tiny moment on each atom line of STRU, e.g. 'mag 0.00002'")
-    h.H0, h.H, h.h0_kind = h.H, None, "H[rho_atomic]"
-    return h
+    return relabel_h0(h)
 
 
 # ============================================================================ writing
-def to_csr_files(h: Hamiltonian, name: str, generation: str = "new") -> list[CsrFile]:
+def to_csr_files(h: Hamiltonian, name: str, generation: str = "new",
+                 layout: CsrLayout | None = None) -> list[CsrFile]:
     """Convert matrix ``name`` of ``h`` back to ABACUS units/order: one CsrFile per spin, or one
-    spinor file (basis index 2 orbital + spin) for a spin-orbit Hamiltonian (see module docstring)."""
+    spinor file (basis index 2 orbital + spin) for a spin-orbit Hamiltonian (see module docstring).
+    ``layout``: the R lists and cell block of a run of this structure (``h.file_layout`` of a run
+    read by :func:`read_run`) to write in the same order; without it R are sorted."""
     mat = getattr(h, name)
     if mat is None:
         raise MismatchError(f"no {name} to write")
@@ -609,10 +625,8 @@ def to_csr_files(h: Hamiltonian, name: str, generation: str = "new") -> list[Csr
     umats = [orbital_transform(h.basis.ls(s)).T for s in species]
     code = mat.transform(kinds, umats)
     rows, cols, cells, values = code.to_orbital_coo()
-    meta = h.settings.get("abacus_meta", {}).get(name, {})
-    run_blocks = [m.get("cell_block") for m in h.settings.get("abacus_meta", {}).values() if m.get("cell_block")]
-    cell_block = meta.get("cell_block") or (run_blocks[0] if run_blocks else _cell_block(h.atoms))
-    known = meta.get("cells") or []
+    cell_block = (layout.cell_block(name) if layout else "") or _cell_block(h.atoms)
+    known = layout.cells.get(name, []) if layout else []
     norb = int(h.norb().sum())
     if h.nspin == 4 or str(h.settings.get("nspin")) == "4":
         if generation != "new":
@@ -668,11 +682,13 @@ def _cell_block(atoms) -> str:
     return "\n".join(lines)
 
 
-def write_matrix(h: Hamiltonian, name: str, out_dir, generation: str = "new") -> list[Path]:
-    """Write H, S or DM of ``h`` into ``out_dir`` with ABACUS's file names and layout."""
+def write_matrix(h: Hamiltonian, name: str, out_dir, generation: str = "new",
+                 layout: CsrLayout | None = None) -> list[Path]:
+    """Write H, S or DM of ``h`` into ``out_dir`` with ABACUS's file names and layout (``layout``:
+    see :func:`to_csr_files`)."""
     new, old, _ = MATRIX_FILES[name]
     paths = []
-    for s, csr in enumerate(to_csr_files(h, name, generation)):
+    for s, csr in enumerate(to_csr_files(h, name, generation, layout)):
         pat = new if generation == "new" else old
         p = Path(out_dir) / pat.format(s1=s + 1, s0=s)
         write_csr(p, csr, name)
@@ -717,27 +733,47 @@ def read_eig_occ(path) -> tuple[np.ndarray, np.ndarray]:
     return table[..., 0], table[..., 1]
 
 
-H0_SIBLINGS = ("h0",)
-
-
 def is_run_folder(path) -> bool:
     path = Path(path)
     return (path / "INPUT").is_file() and (path / "STRU").is_file()
 
 
-def write_scf_guess(h: Hamiltonian, out_dir) -> "ScfGuess":
-    """``init_chg hr`` / ``init_chg dm`` files of v3.11+ in ``out_dir`` (usable as ``read_file_dir``).
+def write_scf_guess(h: Hamiltonian, out_dir, layout: CsrLayout | None = None) -> ScfGuess:
+    """``init_chg hr`` / ``init_chg dm`` files of v3.11+ in ``out_dir`` (usable as ``read_file_dir``),
+    in the R order of ``layout`` (that of the zeroth-step run, see :func:`to_csr_files`).
 
     nspin 2 is started from the DM: ABACUS v3.11's ``init_chg hr`` loses the magnetisation of a
     spin-polarised run (fixtures README); its ``init_chg dm`` restarts fe_bcc in 1 iteration.
     """
-    from dftplug.scf_guess import ScfGuess
-
-    files = write_matrix(h, "H", out_dir, generation="new")
+    files = write_matrix(h, "H", out_dir, generation="new", layout=layout)
     if h.DM is not None:
-        files += write_matrix(h, "DM", out_dir, generation="new")
+        files += write_matrix(h, "DM", out_dir, generation="new", layout=layout)
     use_dm = h.DM is not None and h.nspin == 2
     lines = [f"init_chg          {'dm' if use_dm else 'hr'}", f"read_file_dir     {Path(out_dir).resolve()}"]
     notes = ([] if h.DM is None or use_dm else
              ["the DM files are there too: 'init_chg dm' starts from them instead"])
     return ScfGuess(CODE, files, lines, notes=notes)
+
+
+@register
+class Abacus(CodeIO):
+    """ABACUS LCAO runs: ``INPUT``, ``STRU``, ``KPT``, ``OUT.<suffix>/`` (zeroth-step run: ``h0/``)."""
+
+    name = CODE
+    h0_siblings = ("h0",)
+    writes_scf_guess = True
+    detect_order = 10
+    orbital_order = staticmethod(_abacus_order)
+
+    is_run_folder = staticmethod(is_run_folder)
+
+    def _read_run(self, path, matrices=("H", "S", "DM")):
+        return read_run(path, with_matrices=matrices)
+
+    _read_h0 = staticmethod(read_h0)
+
+    def guess_needs_dm(self, nspin, with_dm):
+        return with_dm or nspin == 2  # v3.11's init_chg hr loses the magnetisation
+
+    def write_scf_guess(self, h, out_dir):
+        return write_scf_guess(h, out_dir, layout=h.file_layout)

@@ -53,14 +53,14 @@ import ase.io
 import h5py
 import numpy as np
 from ase.data import atomic_numbers, chemical_symbols
-from scipy.linalg import block_diag
 
 from dftplug.basis import Basis, Shell
 from dftplug.blocksparse import BlockSparse, union_pairs
 from dftplug.errors import MismatchError, ParseError
 from dftplug.fileio import atomic_path, atomic_write, read_text
 from dftplug.hamiltonian import Hamiltonian
-from dftplug.orbitals import code_to_internal
+
+from .base import CodeIO, register, shell_transform
 
 CODE = "deeph"
 LAYOUTS = ("new", "legacy")
@@ -92,7 +92,7 @@ def _order(l: int, layout: str) -> tuple[tuple[int, int], ...]:
 
 def orbital_transform(ls, layout: str) -> np.ndarray:
     """U (norb x norb) with phi_internal = U phi_deeph for an atom with shells ``ls``."""
-    return block_diag(*[code_to_internal(_order(l, layout)) for l in ls])
+    return shell_transform(ls, lambda l: _order(l, layout))
 
 
 # ============================================================================ blocks as stored
@@ -464,15 +464,21 @@ def write_deeph(h: Hamiltonian, out_dir, layout: str = "new") -> list[Path]:
 
 
 # ============================================================================ parser interface
-# A DeepH folder stands for a run folder in ``dftplug convert`` (see parsers/__init__.py).
-H0_SIBLINGS: tuple[str, ...] = ()
-is_run_folder = is_deeph_folder
-read_run = read_deeph
+@register
+class DeepH(CodeIO):
+    """A DeepH folder (new or legacy layout) stands for a run folder in ``dftplug convert``; it has
+    no zeroth-step sibling (H0 comes from ``hamiltonian_h0.h5`` or ``--h0``) and no SCF guess."""
 
+    name = CODE
+    detect_order = 90
 
-def read_h0(folder) -> Hamiltonian:
-    """The H0 stored in a DeepH folder that dftplug wrote (``hamiltonian_h0.h5``)."""
-    h = read_deeph(folder)
-    if h.H0 is None:
-        raise ParseError(folder, "this DeepH folder holds no H0 (hamiltonian_h0.h5 / hamiltonians_h0.h5)")
-    return h
+    is_run_folder = staticmethod(is_deeph_folder)
+
+    def _read_run(self, path, matrices=("H", "S", "DM")):
+        return read_deeph(path)
+
+    def _read_h0(self, path):
+        h = read_deeph(path)
+        if h.H0 is None:
+            raise ParseError(path, "this DeepH folder holds no H0 (hamiltonian_h0.h5 / hamiltonians_h0.h5)")
+        return h

@@ -1,4 +1,5 @@
 """OpenMX 3.9 run folders: read and write the ``.scfout`` binary (H, S, DM per atom pair).
+(Registered as a code, with its SCF guess, in :mod:`.openmx_code`.)
 
 Layout
 ------
@@ -63,14 +64,14 @@ from pathlib import Path
 import ase
 import numpy as np
 from ase.data import chemical_symbols
-from scipy.linalg import block_diag
 
 from dftplug.basis import Basis, Shell
 from dftplug.blocksparse import BlockSparse
 from dftplug.errors import MismatchError, ParseError
 from dftplug.fileio import atomic_write, find_file, read_bytes, read_text
 from dftplug.hamiltonian import Hamiltonian
-from dftplug.orbitals import code_to_internal
+
+from .base import relabel_h0, shell_transform
 
 CODE = "openmx"
 HARTREE_TO_EV = 27.2113845  # OpenMX eV2Hartree
@@ -79,7 +80,6 @@ KB_EV_PER_K = 8.617251324e-5  # OpenMX kB (eV/K)
 SCFOUT_VERSION = 3
 INIT_CHEMP_HA = -3.0 / HARTREE_TO_EV  # openmx_postprocess's stored initial ChemP
 CLUSTER_SOLVERS = {2, 7, 9, 12}  # Cluster, Cluster-DIIS, Cluster2, Cluster-LNO: no periodicity
-H0_SIBLINGS = ("scf_iter1", "h0")
 POSTPROCESS_FILE = "overlap.scfout"
 WRITE_SNAP_RTOL = 1e-13
 NONCOLLINEAR_XC_MAX_HA = 1e-6  # SpinP_switch 3: largest |H[3]| read (see _check_non_magnetic)
@@ -95,7 +95,7 @@ OPENMX_ORDER = {
 
 def orbital_transform(ls) -> np.ndarray:
     """U (norb x norb) with phi_internal = U phi_openmx for an atom with shells ``ls``."""
-    return block_diag(*[code_to_internal(OPENMX_ORDER[l]) for l in ls])
+    return shell_transform(ls, OPENMX_ORDER.__getitem__)
 
 
 # ============================================================================ the binary file
@@ -437,7 +437,8 @@ def _kinds_umats(h: Hamiltonian, inverse: bool = False):
 
 def scfout_to_hamiltonian(scf: Scfout, path) -> Hamiltonian:
     """The common object of one .scfout: H (eV), S, DM (spin-summed for SpinP_switch 0) in the
-    internal orbital convention; provenance and the raw file in ``settings["openmx_raw"]``."""
+    internal orbital convention; provenance, and the raw file as ``file_layout`` (the template of
+    :func:`write_scfout`)."""
     atoms, basis, keys = structure_and_basis(scf, path)
     pairs, perm = _file_order(scf, path)
     h = Hamiltonian(atoms=atoms, basis=basis, nelec=scf.nelec)
@@ -455,7 +456,8 @@ def scfout_to_hamiltonian(scf: Scfout, path) -> Hamiltonian:
     h.provenance = {"code": CODE, "version": "3.9", "source": str(Path(path).resolve().parent),
                     "files": {"scfout": str(path)},
                     "scfout_variant": "openmx_postprocess" if postprocess else "openmx"}
-    h.settings = {"openmx_raw": scf, "solver": scf.solver, "electronic_temperature_K": float(scf.trailer[1]),
+    h.file_layout = scf
+    h.settings = {"solver": scf.solver, "electronic_temperature_K": float(scf.trailer[1]),
                   "system_name": keys.get("system.name"), "xc": keys.get("scf.xctype"),
                   "spin_polarization": keys.get("scf.spinpolarization", "off")}
     kgrid = re.fullmatch(r"(\d+)\s+(\d+)\s+(\d+)", keys.get("scf.kgrid", ""))
@@ -502,7 +504,7 @@ def _with_log(h: Hamiltonian, scfout_path: Path) -> Hamiltonian:
     except ParseError:
         return h
     info = _log_info(read_text(out))
-    raw: Scfout = h.settings["openmx_raw"]
+    raw: Scfout = h.file_layout
     if "chemp_ha" in info and abs(info["chemp_ha"] - raw.chemp) > 1e-12:
         raise ParseError(out, f"ChemP {info['chemp_ha']} Ha differs from the .scfout's {raw.chemp!r}: "
                               "the log belongs to another run")
@@ -554,7 +556,7 @@ def read_h0(folder, h0_kind: str | None = None) -> Hamiltonian:
     else:
         path = find_scfout(folder, postprocess=False)
         h = _with_log(read_scfout(path), path)
-        keys, _ = _input_blocks(h.settings["openmx_raw"].input_text())
+        keys, _ = _input_blocks(h.file_layout.input_text())
         max_iter = keys.get("scf.maxiter", "40")
         if max_iter.split()[0] != "1" or keys.get("scf.restart", "off").lower() == "on":
             raise ParseError(path, f"not a zeroth-step run (scf.maxIter {max_iter}, scf.restart "
@@ -564,8 +566,7 @@ def read_h0(folder, h0_kind: str | None = None) -> Hamiltonian:
         h.provenance["h0_form"] = "openmx:scf_iter1"
         h0_kind = h0_kind or "H[rho_atomic]"
     h.provenance["source"] = str(folder.resolve())
-    h.H0, h.H, h.DM, h.h0_kind = h.H, None, None, h0_kind
-    return h
+    return relabel_h0(h, h0_kind)
 
 
 # ============================================================================ writing
@@ -596,9 +597,9 @@ def _snapped(new: np.ndarray, raw: np.ndarray) -> np.ndarray:
     return np.where(np.abs(new - raw) <= tol, raw, new)
 
 
-def write_scfout(h: Hamiltonian, path, template: Scfout | str | Path | None = None) -> Path:
-    """Write ``h`` as an OpenMX ``.scfout`` onto the layout of ``template`` (default: the file ``h``
-    was read from, ``h.settings["openmx_raw"]``).
+def write_scfout(h: Hamiltonian, path, template: Scfout | str | Path) -> Path:
+    """Write ``h`` as an OpenMX ``.scfout`` onto the layout of ``template``: a .scfout file of this
+    structure, or its :class:`Scfout` (``h.file_layout`` of a run read here).
 
     H, S and DM of ``h`` replace the file's (those that are None keep the file's; SpinP_switch 3: H
     also replaces iHNL, DM also iDM, see the module docstring); every other field (H[3] of
@@ -606,10 +607,9 @@ def write_scfout(h: Hamiltonian, path, template: Scfout | str | Path | None = No
     (MismatchError) another structure, nspin, or a pattern lacking blocks of the template's
     neighbour list or holding nonzero blocks outside it.
     """
-    scf = template if isinstance(template, Scfout) else (
-        read_scfout_raw(template) if template is not None else h.settings.get("openmx_raw"))
-    if scf is None:
-        raise MismatchError("no OpenMX layout to write onto: read the structure's .scfout or pass template=")
+    if template is None:
+        raise MismatchError("no OpenMX layout to write onto: read the structure's .scfout or pass its path")
+    scf = template if isinstance(template, Scfout) else read_scfout_raw(template)
     if not np.array_equal(h.norb(), scf.tno):
         raise MismatchError(f"orbitals per atom {h.norb().tolist()} vs the OpenMX file's {scf.tno.tolist()}")
     dpos = np.abs(h.atoms.positions - scf.gxyz[:, 1:4] * BOHR_TO_ANG).max(initial=0.0)
@@ -626,18 +626,3 @@ def write_scfout(h: Hamiltonian, path, template: Scfout | str | Path | None = No
             for group, values in _code_blocks(mat, h, scf, file_layout, name).items():
                 blocks[layout[group]] = values
     return replace(scf, blocks=blocks).write(path)
-
-
-def write_scf_guess(h: Hamiltonian, out_dir) -> "ScfGuess":
-    """``<name>.scfout`` of the predicted H on the layout of the run h was read from.
-
-    OpenMX itself restarts only from its ``<name>_rst/`` folder, which besides per-atom H and DM
-    holds the real-space grid density (``.crst*``) that OpenMX rebuilds H from; that density needs
-    OpenMX's grid and PAO radial functions, which are not in these files, so none is written.
-    """
-    from dftplug.scf_guess import ScfGuess
-
-    name = h.settings.get("system_name") or Path(h.provenance["files"]["scfout"]).name.split(".")[0]
-    path = write_scfout(h, Path(out_dir) / f"{name}.scfout")
-    return ScfGuess(CODE, [path], [], notes=["tools built on OpenMX's read_scfout read this file; "
-                                            "OpenMX's own SCF restart (scf.restart on) needs its _rst/ folder"])

@@ -17,7 +17,7 @@ import scipy.linalg
 
 from dftplug.bands import band_structure, bands_near, explicit_path, standard_path
 from dftplug.kspace import BlochSum
-from dftplug.parsers import code_module, detect
+from dftplug.parsers import read_run
 from dftplug.supercell import tile
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -97,7 +97,7 @@ def main():
     ap.add_argument("--atoms", type=int, default=1024, help="atoms of the largest supercell")
     ap.add_argument("--dense-max", type=int, default=3400, help="largest nao diagonalised densely")
     args = ap.parse_args()
-    h = code_module(detect(args.run)).read_run(args.run)
+    h = read_run(args.run)
     h.DM = None  # only H and S are tiled
     print(f"{args.run}: {h.natoms} atoms, {int(h.norb().sum())} orbitals, {h.H.nedges} H blocks")
     kpoint_scaling(h)

@@ -12,6 +12,7 @@ and prints MB/s of matrix files, structures/s and the ratio convert / raw (all m
 from __future__ import annotations
 
 import argparse
+import shutil
 import tarfile
 import tempfile
 import time
@@ -43,6 +44,7 @@ def default_runs(tmp: Path) -> list[Path]:
     if tar.is_file():
         with tarfile.open(tar) as tf:
             tf.extractall(tmp, filter="data")
+        shutil.copytree(tar.parent / "PP_ORB", Path(tmp) / "PP_ORB", dirs_exist_ok=True)  # ../../PP_ORB
         runs.append(tmp / "000" / "scf")
     return [r for r in runs if r.is_dir()]
 

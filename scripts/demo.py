@@ -39,7 +39,7 @@ def main():
           f"|H_scf − H0| mean {d['mae_meV']:.3f} meV, max {d['max_meV']:.0f} meV")
 
     guess = json.loads(dftplug("infer", SI / "h0", "--model", "abacus_si8", "-o", OUT / "guess",
-                               "--write", "abacus", "--write", "h5", "--dm", "--json"))
+                               "--force", "--write", "abacus", "--write", "h5", "--dm", "--json"))
     print(f"  predicted in {guess['seconds']:.2f} s; files: {', '.join(Path(f).name for f in guess['files'])}")
     print("  add to the SCF run's INPUT:  " + "  |  ".join(guess["input_lines"]["abacus"]))
 

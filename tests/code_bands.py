@@ -43,14 +43,21 @@ def abacus_bands(out_dir) -> np.ndarray:
 
 
 def siesta_band_lines(fdf) -> np.ndarray:
-    """k-points (nk, 3) of a ``BandLines`` block (ReciprocalLatticeVectors scale) as SIESTA samples
-    them: the first vertex, then n points up to and including each next vertex."""
+    """k-points (nk, 3) reduced of a ``BandLines`` block as SIESTA samples them: the first vertex, then
+    n points up to and including each next vertex. BandLinesScale ReciprocalLatticeVectors, or pi/a
+    (Cartesian k = pi/a v, so reduced k_i = L_i . v / 2 with L the LatticeVectors block in units of a)."""
     text = read_text(fdf)
-    if not re.search(r"BandLinesScale\s+ReciprocalLatticeVectors", text, re.I):
-        raise ValueError(f"{fdf}: BandLines not in reciprocal-lattice units")
-    block = re.search(r"%block BandLines\n(.*?)%endblock", text, re.S).group(1)
+    scale = re.search(r"^\s*BandLinesScale\s+(\S+)", text, re.M | re.I)
+    scale = scale.group(1).lower() if scale else "pi/a"  # SIESTA's default
+    if scale not in ("reciprocallatticevectors", "pi/a"):
+        raise ValueError(f"{fdf}: BandLinesScale {scale} not supported")
+    block = re.search(r"%block BandLines\n(.*?)%endblock", text, re.S | re.I).group(1)
     rows = [line.split() for line in block.splitlines() if line.strip()]
-    vertices = [[float(x) for x in r[1:4]] for r in rows]
+    vertices = np.array([[float(x) for x in r[1:4]] for r in rows])
+    if scale == "pi/a":
+        lat = re.search(r"%block LatticeVectors\n(.*?)%endblock", text, re.S | re.I)
+        vectors = np.array([[float(x) for x in l.split()[:3]] for l in lat.group(1).splitlines() if l.strip()])
+        vertices = vertices @ vectors.T / 2
     return line_kpoints(vertices, [int(r[0]) for r in rows[1:]] + [1])
 
 
@@ -77,11 +84,12 @@ def siesta_eig(path) -> tuple[float, np.ndarray]:
     return _siesta_table(path, 1, 0)
 
 
-def siesta_kpoints(kp_file, cell) -> np.ndarray:
-    """SIESTA's k-points of ``<label>.KP`` (Cartesian, 1/Bohr) in reduced coordinates, for ``cell`` (Å)."""
+def siesta_kpoints(kp_file, cell, bohr_ang: float = BOHR_TO_ANG) -> np.ndarray:
+    """SIESTA's k-points of ``<label>.KP`` (Cartesian, 1/Bohr) in reduced coordinates, for ``cell`` (Å);
+    ``bohr_ang``: the run's Bohr (SIESTA 4 by default, ``h.settings["siesta_units"]["bohr_Ang"]``)."""
     rows = [line.split() for line in read_text(kp_file).splitlines()[1:] if line.strip()]
     kcart = np.array([[float(x) for x in r[1:4]] for r in rows])
-    return kcart @ (np.asarray(cell) / BOHR_TO_ANG).T / (2 * np.pi)
+    return kcart @ (np.asarray(cell) / bohr_ang).T / (2 * np.pi)
 
 
 def openmx_band_file(path) -> tuple[np.ndarray, np.ndarray]:

@@ -27,3 +27,15 @@ radial_hidden = 8
 env_basis = 1
 response_basis = 6
 """
+
+
+def point_inputs_at(copy: Path, original: Path) -> None:
+    """Make the ABACUS run ``copy`` (a copy of ``original``) find the orbital and pseudopotential
+    files of ``original``: its INPUT's relative ``orbital_dir``/``pseudo_dir`` become absolute."""
+    lines = []
+    for line in (copy / "INPUT").read_text().splitlines():
+        key, *value = line.split()
+        if key in ("orbital_dir", "pseudo_dir") and value:
+            line = f"{key}  {(original / value[0]).resolve()}"
+        lines.append(line)
+    (copy / "INPUT").write_text("\n".join(lines) + "\n")

@@ -8,7 +8,7 @@ import pytest
 from dftplug.errors import MismatchError, ParseError
 from dftplug.parsers import abacus as ab
 
-from .conftest import FIXTURES, shared_path
+from .conftest import FIXTURES, point_inputs_at, shared_path
 
 SI = FIXTURES / "abacus311" / "si_diamond"
 ROT = FIXTURES / "rotations" / "abacus"
@@ -51,7 +51,7 @@ def test_h0_of_another_structure_is_refused(si):
 def test_rewrite_is_byte_identical(si, tmp_path, name):
     kind = {"h": "H", "s": "S", "d": "DM"}[name[0]]
     h = ab.read_run(SI / "scf")
-    (path,) = ab.write_matrix(h, kind, tmp_path)
+    (path,) = ab.write_matrix(h, kind, tmp_path, layout=h.file_layout)
     import lzma
     assert path.read_bytes() == lzma.decompress((SI / "scf" / "OUT.si_diamond" / f"{name}.xz").read_bytes())
 
@@ -93,7 +93,7 @@ def test_shared_v311_round_trip_and_physics(case, tmp_path):
     ne = h.electron_count().sum()
     assert ne == pytest.approx(h.nelec, abs=1e-6)
     for name in ("H", "S", "DM"):
-        for p in ab.write_matrix(h, name, tmp_path):
+        for p in ab.write_matrix(h, name, tmp_path, layout=h.file_layout):
             assert filecmp.cmp(p, run / f"OUT.{case}" / p.name, shallow=False), p.name
     if case == "fe_bcc":
         assert h.nspin == 2
@@ -105,7 +105,7 @@ def test_shared_old_generation_round_trip(tmp_path):
     run = shared_path("fixtures", "abacus", "graphene", "scf")
     h = ab.read_run(run)
     for name in ("H", "S", "DM"):
-        for p in ab.write_matrix(h, name, tmp_path, generation="old"):
+        for p in ab.write_matrix(h, name, tmp_path, generation="old", layout=h.file_layout):
             assert filecmp.cmp(p, run / "OUT.graphene" / p.name, shallow=False), p.name
 
 
@@ -130,8 +130,7 @@ def _copy_run(tmp_path):
     for p in (dst / "OUT.si_diamond").glob("*.xz"):
         p.with_suffix("").write_bytes(lzma.decompress(p.read_bytes()))
         p.unlink()
-    (tmp_path / "abacus").mkdir()
-    shutil.copytree(FIXTURES / "abacus" / "PP_ORB", tmp_path.parent / "abacus" / "PP_ORB", dirs_exist_ok=True)
+    point_inputs_at(dst, SI / "scf")
     return dst
 
 

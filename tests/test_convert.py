@@ -10,7 +10,7 @@ from dftplug.cli import main
 from dftplug.dataset import dataset_names, read_dataset
 from dftplug.parsers import abacus as ab
 
-from .conftest import FIXTURES
+from .conftest import FIXTURES, point_inputs_at
 
 SI = FIXTURES / "abacus311" / "si_diamond"
 ROT = FIXTURES / "rotations" / "abacus"
@@ -52,7 +52,7 @@ def test_refuses_h0_of_another_structure(tmp_path):
 def test_refuses_missing_h0(tmp_path):
     run = tmp_path / "case" / "scf"
     shutil.copytree(SI / "scf", run)
-    shutil.copytree(FIXTURES / "abacus", tmp_path / "abacus")
+    point_inputs_at(run, SI / "scf")
     res = CliRunner().invoke(main, ["convert", str(run), "-o", str(tmp_path / "x.h5")])
     assert res.exit_code == 2 and "no zeroth-step run" in res.output
     res = CliRunner().invoke(main, ["convert", str(run), "-o", str(tmp_path / "x.h5"), "--no-h0"])

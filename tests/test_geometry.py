@@ -2,6 +2,7 @@
 nonzero overlap block must be within the two orbitals' cutoff radii (S_ij(R) = 0 beyond
 rc_i + rc_j). An atom whose position is one lattice vector off the one the code indexes R
 against shows up as a 10 Å "bond" with a nonzero overlap."""
+import shutil
 import tarfile
 
 import numpy as np
@@ -11,7 +12,7 @@ from dftplug.convert import RunPair, read_pair
 from dftplug.errors import MismatchError
 from dftplug.model.graph import graph_pairs
 from dftplug.model.train import data_description, delta_h_outside_pattern
-from dftplug.parsers import abacus, code_module
+from dftplug.parsers import abacus, code_io
 from tests.conftest import FIXTURES, shared_path
 
 
@@ -38,9 +39,10 @@ def test_abacus_rattled_atoms_outside_the_cell(tmp_path):
     them into the cell before indexing R (read as given, the longest overlap bond was 10.6 Å)."""
     with tarfile.open(shared_path("datasets", "abacus", "si8", "000.tar.xz")) as tf:
         tf.extractall(tmp_path, filter="data")
+    shutil.copytree(shared_path("datasets", "abacus", "si8", "PP_ORB"), tmp_path / "PP_ORB")  # ../../PP_ORB
     h = abacus.read_run(tmp_path / "000" / "scf", with_matrices=("H", "S"))
     assert h.atoms.get_scaled_positions(wrap=False).min() >= 0
-    two_rc = 2 * 6 * 0.529177  # Å: Si_gga_6au_100Ry_2s2p1d.orb (the .orb is not in the sample)
+    two_rc = 2 * 6 * 0.529177  # Å: Si_gga_6au_100Ry_2s2p1d.orb
     assert longest_overlap_bond(h) <= two_rc + 1e-3  # measured 6.16 ≤ 6.35 Å
 
 
@@ -48,7 +50,7 @@ def test_abacus_rattled_atoms_outside_the_cell(tmp_path):
                                        ("siesta", "mgo"), ("openmx", "fe_bcc")])
 def test_overlap_range_other_codes(code, case):
     """SIESTA and OpenMX index R against the positions they store (also outside the cell)."""
-    h = code_module(code).read_run(shared_path("fixtures", code, case, "scf"))
+    h = code_io(code).read_run(shared_path("fixtures", code, case, "scf"))
     assert longest_overlap_bond(h) <= largest_overlap_range(h) + 1e-3
 
 

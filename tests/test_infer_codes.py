@@ -14,7 +14,7 @@ from dftplug.parsers import openmx as omx
 from dftplug.parsers import siesta as si
 from dftplug.parsers.deeph import read_deeph
 
-from .conftest import FIXTURES, TINY_MODEL_TOML, shared_path
+from .conftest import FIXTURES, TINY_MODEL_TOML, point_inputs_at, shared_path
 
 TINY = """
 [train]
@@ -100,6 +100,7 @@ def test_spin_orbit_model_writes_abacus_files(tmp_path):
     (pred,) = read_dataset(out / "predicted.h5")
     copy = tmp_path / "run"
     shutil.copytree(run, copy)
+    point_inputs_at(copy, run)
     (copy / "OUT.pb_fcc" / "hrs1_nao.csr.xz").unlink()
     shutil.copy(out / "hrs1_nao.csr", copy / "OUT.pb_fcc" / "hrs1_nao.csr")
     back = ab.read_run(copy, with_matrices=("H",))

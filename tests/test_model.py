@@ -9,7 +9,8 @@ from dftplug.model.checkpoint import Checkpoint, ModelMismatchError
 from dftplug.model.graph import build_graph
 from dftplug.model.infer import predict
 from dftplug.model.irreps import BasisLayout, PairLayout
-from dftplug.model.model import ModelConfig, make_model
+from dftplug.model.build import make_model
+from dftplug.model.model import ModelConfig
 from dftplug.orbitals import block_rotation, wigner_d
 from dftplug.parsers import abacus as ab
 

@@ -178,7 +178,7 @@ def test_shared_cases_round_trip_and_physics(case, tmp_path):
     assert np.array_equal(post.H0.data, iter1.H.data) and np.array_equal(post.S.data, scf.S.data)
     for folder in ("scf", "scf_iter1", "h0"):
         h = om.read_scfout(om.find_scfout(base / folder))
-        out = om.write_scfout(h, tmp_path / f"{folder}.scfout")
+        out = om.write_scfout(h, tmp_path / f"{folder}.scfout", h.file_layout)
         assert out.read_bytes() == _scfout_bytes(base / folder), (case, folder)
 
 
@@ -189,7 +189,7 @@ def test_shared_bands_match_openmx(case, nelec, tmp_path):
     h = om.read_run(run)
     assert h.electron_count()[0] == pytest.approx(nelec, abs=1e-9)
     assert _band_error(h, run / f"{case}.Band", stride=50) < 5e-10
-    assert om.write_scfout(h, tmp_path / "x.scfout").read_bytes() == _scfout_bytes(run)
+    assert om.write_scfout(h, tmp_path / "x.scfout", h.file_layout).read_bytes() == _scfout_bytes(run)
 
 
 def test_graphene8_dataset_reads():
@@ -215,11 +215,11 @@ def test_noncollinear_file_round_trips_raw(tmp_path):
 @pytest.mark.parametrize("folder", ["scf", "scf_iter1", "h0"])
 def test_rewrite_is_byte_identical(folder, tmp_path):
     h = om.read_scfout(om.find_scfout(H2O / folder))
-    assert om.write_scfout(h, tmp_path / "x.scfout").read_bytes() == _scfout_bytes(H2O / folder)
+    assert om.write_scfout(h, tmp_path / "x.scfout", h.file_layout).read_bytes() == _scfout_bytes(H2O / folder)
 
 
 def test_rewrite_periodic_is_byte_identical(si, tmp_path):
-    assert om.write_scfout(si, tmp_path / "x.scfout").read_bytes() == _scfout_bytes(SI)
+    assert om.write_scfout(si, tmp_path / "x.scfout", si.file_layout).read_bytes() == _scfout_bytes(SI)
 
 
 def test_written_h_replaces_only_h(h2o, tmp_path):
@@ -227,8 +227,8 @@ def test_written_h_replaces_only_h(h2o, tmp_path):
     every other byte untouched; reading it back gives the written H."""
     pred = om.read_run(H2O / "scf")
     pred.H = h2o.H0
-    out = om.write_scfout(pred, tmp_path / "pred.scfout")
-    new, old = om.read_scfout_raw(out), pred.settings["openmx_raw"]
+    out = om.write_scfout(pred, tmp_path / "pred.scfout", pred.file_layout)
+    new, old = om.read_scfout_raw(out), pred.file_layout
     ref = om.read_scfout_raw(om.find_scfout(H2O / "scf_iter1"))
     # equal up to the writer's documented snapping of round-off-sized differences to the file's bits
     snap = om.WRITE_SNAP_RTOL * np.abs(old.matrix("H")).max()  # Ha
@@ -245,15 +245,15 @@ def test_writer_refuses_other_sparsity_or_structure(si, tmp_path):
     lost = h.H.with_pairs(h.H.pairs[1:])
     h.H = lost
     with pytest.raises(MismatchError, match="lacks 1"):
-        om.write_scfout(h, tmp_path / "x.scfout")
+        om.write_scfout(h, tmp_path / "x.scfout", h.file_layout)
     extra = np.vstack([si.H.pairs, [[0, 0, 9, 9, 9]]])
     h.H = si.H.with_pairs(extra[np.lexsort(extra.T[::-1])])
     h.H.data[:, h.H.offsets[h.H.find([[0, 0, 9, 9, 9]])[0]]] = 1.0
     with pytest.raises(MismatchError, match="outside"):
-        om.write_scfout(h, tmp_path / "x.scfout")
+        om.write_scfout(h, tmp_path / "x.scfout", h.file_layout)
     rotated = si.rotated(np.array([[0.0, -1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]]))
     with pytest.raises(MismatchError, match="structure differs"):
-        om.write_scfout(rotated, tmp_path / "x.scfout")
+        om.write_scfout(rotated, tmp_path / "x.scfout", rotated.file_layout)
     assert not (tmp_path / "x.scfout").exists()  # nothing written by a refused call
 
 
@@ -303,10 +303,10 @@ def test_byte_swapped_file_is_read_like_openmx(h2o, tmp_path):
     swapped = (run / "h2o.scfout").read_bytes()
     assert swapped[:4] == native[:4][::-1] and swapped[-256 * 42:] == native[-256 * 42:]  # text unswapped
     h = om.read_run(run)
-    assert h.settings["openmx_raw"].byteorder == ">"
+    assert h.file_layout.byteorder == ">"
     for name in ("H", "S", "DM"):
         assert np.array_equal(getattr(h, name).data, getattr(h2o, name).data)
-    assert om.write_scfout(h, tmp_path / "again.scfout").read_bytes() == swapped
+    assert om.write_scfout(h, tmp_path / "again.scfout", h.file_layout).read_bytes() == swapped
 
 
 def test_log_of_another_run_is_refused(tmp_path):

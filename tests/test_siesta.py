@@ -172,7 +172,7 @@ def _sparse_equal(a, b, atol):
 
 
 def test_written_dm_equals_siestas_file(si_run, tmp_path):
-    path = si.write_dm(si_run, tmp_path / "si_diamond.DM")
+    path = si.write_dm(si_run, tmp_path / "si_diamond.DM", layout=si_run.file_layout)
     ours, theirs = si.read_dm(path), si.read_dm(SI / "scf" / "si_diamond.DM")
     assert np.array_equal(ours.nsc, theirs.nsc)
     # identical layout and column order; values through the e3nn basis and back: <= 4 ulp
@@ -181,7 +181,7 @@ def test_written_dm_equals_siestas_file(si_run, tmp_path):
 
 def test_h_in_has_dm_layout_and_raw_h_in_ry(si_run, tmp_path):
     """H_IN (Read-H-from-file restart: 2 SCF steps) = .DM layout and column order, raw H in Ry."""
-    f = si.read_dm(si.write_h_in(si_run, tmp_path / "H_IN"))
+    f = si.read_dm(si.write_h_in(si_run, tmp_path / "H_IN", layout=si_run.file_layout))
     ref = si.read_tshs(SI / "scf" / "si_diamond.TSHS")
     _sparse_equal(f, si.read_dm(SI / "scf" / "si_diamond.DM"), atol=np.inf)
     assert np.abs(f.values["DM"] - ref.values["H"]).max() < 1e-14
@@ -193,8 +193,8 @@ def test_shared_round_trip(case, tmp_path):
     src = shared_path("fixtures", "siesta", case, "scf")
     h = si.read_run(src)
     run = _plain_copy(src, tmp_path / "scf", keep={"out", "XV", "fdf"})
-    si.write_dm(h, run / f"{case}.DM")
-    si.write_tshs(h, run / f"{case}.TSHS")
+    si.write_dm(h, run / f"{case}.DM", layout=h.file_layout)
+    si.write_tshs(h, run / f"{case}.TSHS", layout=h.file_layout)
     _sparse_equal(si.read_dm(run / f"{case}.DM"), si.read_dm(src / f"{case}.DM"), atol=5e-15)
     ours, theirs = si.read_tshs(run / f"{case}.TSHS"), si.read_tshs(src / f"{case}.TSHS")
     _sparse_equal(ours, theirs, atol=1e-14)
@@ -209,7 +209,7 @@ def test_shared_round_trip(case, tmp_path):
 
 def test_sisl_reads_our_tshs(si_run, tmp_path):
     """sisl takes over: its reader on our TSHS gives H - E_F S with its 13.6056931 eV/Ry."""
-    path = si.write_tshs(si_run, tmp_path / "x.TSHS")
+    path = si.write_tshs(si_run, tmp_path / "x.TSHS", layout=si_run.file_layout)
     sile = sisl.get_sile(str(path))
     H = sile.read_hamiltonian()
     ratio = 13.605693122994 / si.RY_TO_EV  # sisl's Ry over SIESTA's
@@ -229,8 +229,7 @@ def test_new_sparsity_dm_is_read_by_sisl(tmp_path):
     Tr(DM S) is still the electron count."""
     from dftplug.sislio import to_sisl
     h = si.read_run(SI / "scf")
-    h.settings.pop("siesta_pattern")
-    path = si.write_dm(h, tmp_path / "new.DM")
+    path = si.write_dm(h, tmp_path / "new.DM")  # no layout
     f = si.read_dm(path)
     starts = np.concatenate([[0], np.cumsum(f.ncol)])
     assert all(np.all(np.diff(f.col[a:b]) > 0) for a, b in zip(starts[:-1], starts[1:]))
@@ -275,7 +274,7 @@ def test_writing_on_a_mismatched_sparsity_is_refused(si_run, tmp_path):
     far.data[:, far.offsets[e]:far.offsets[e + 1]] = 0.1
     h.DM = far
     with pytest.raises(MismatchError, match="outside the SIESTA sparsity"):
-        si.write_dm(h, tmp_path / "x.DM")
+        si.write_dm(h, tmp_path / "x.DM", layout=h.file_layout)
     assert not (tmp_path / "x.DM").exists()
     with pytest.raises(MismatchError, match="orbitals"):
         si.write_dm(si_run, tmp_path / "y.DM", like=FIXTURES / "siesta" / "h2o" / "scf" / "h2o.TSHS")
@@ -291,8 +290,31 @@ def test_orb_indx_disagreeing_with_log(tmp_path):
         si.read_run(run)
 
 
-def test_missing_log(tmp_path):
+def test_without_standard_output_the_binary_files_suffice(tmp_path, si_run):
+    """No stdout: basis from ORB_INDX, units from the .EIG's E_F, E_F and electron count from the
+    TSHS; the same numbers, only the version and SCF count are unknown."""
     run = _plain_copy(SI / "scf", tmp_path / "scf")
     (run / "si_diamond.out").unlink()
-    with pytest.raises(ParseError, match="si_diamond.out"):
+    h = si.read_run(run)
+    ref = si.read_run(SI / "scf")
+    assert h.basis == ref.basis and h.fermi_level == ref.fermi_level and h.nelec == ref.nelec
+    for name, m in ref.matrices().items():
+        assert np.array_equal(getattr(h, name).data, m.data), name
+    assert h.provenance["version"] is None and h.provenance["scf_iterations"] is None
+    assert h.provenance["units"] == "SIESTA 4.x (E_F of si_diamond.EIG)"
+    assert h.settings["siesta_polarization"] == ref.settings["siesta_polarization"]
+
+
+def test_missing_log_and_orb_indx(tmp_path):
+    """h0/ has no ORB_INDX: without the stdout its basis is unknown."""
+    run = _plain_copy(shared_path("fixtures", "siesta", "si_diamond", "h0"), tmp_path / "h0")
+    (run / "si_diamond.out").unlink()
+    with pytest.raises(ParseError, match="basis is unknown"):
+        si.read_run(run)
+
+
+def test_missing_log_and_eig(tmp_path):
+    """Without the stdout and the .EIG nothing tells SIESTA 4's unit constants from SIESTA 5's."""
+    run = _plain_copy(SI / "scf", tmp_path / "scf", keep={"fdf", "TSHS", "XV", "ORB_INDX", "DM"})
+    with pytest.raises(ParseError, match="version is unknown"):
         si.read_run(run)

@@ -11,7 +11,7 @@ from dftplug.density import density_matrix, fold_density
 from dftplug.kspace import solve_at
 from dftplug.parsers import abacus as ab
 
-from .conftest import FIXTURES, shared_path
+from .conftest import FIXTURES, point_inputs_at, shared_path
 
 SCF = FIXTURES / "soc" / "abacus311" / "pb_fcc" / "scf"
 OUT = "OUT.pb_fcc"
@@ -88,7 +88,7 @@ def test_h0_with_the_autoset_start_moment_is_refused():
 
 @pytest.mark.parametrize("name", ["srs1_nao.csr", "dmrs1_nao.csr"])
 def test_rewrite_is_byte_identical(scf, tmp_path, name):
-    (path,) = ab.write_matrix(scf, {"s": "S", "d": "DM"}[name[0]], tmp_path)
+    (path,) = ab.write_matrix(scf, {"s": "S", "d": "DM"}[name[0]], tmp_path, layout=scf.file_layout)
     assert path.name == name
     assert path.read_text() == _reference(SCF / OUT / name)
 
@@ -108,7 +108,7 @@ def _assert_rewrite_matches(h, name, ref_text, tmp_path, max_changed):
     of 1e-3 (H), and m_z of 1e-10 beside n of 1e-2 (DM), that no float64 change of basis (orbital
     harmonics, Pauli <-> spinor channels) keeps to 9 digits. Those agree to 1e-15 absolute
     (a few eps of the largest entries)."""
-    (path,) = ab.write_matrix(h, name, tmp_path)
+    (path,) = ab.write_matrix(h, name, tmp_path, layout=h.file_layout)
     new_lines, ref_lines = path.read_text().splitlines(), ref_text.splitlines()
     assert len(new_lines) == len(ref_lines)
     differ = [k for k, (a, b) in enumerate(zip(new_lines, ref_lines)) if a != b]
@@ -173,6 +173,7 @@ def test_toolkit_dm_on_the_runs_mesh_equals_abacus(scf):
 def _copy_scf(tmp_path):
     dst = tmp_path / "scf"
     shutil.copytree(SCF, dst)
+    point_inputs_at(dst, SCF)
     return dst
 
 

@@ -215,8 +215,8 @@ def test_component_map_is_exactly_invertible():
 def test_round_trip_equals_siestas_files(scf, tmp_path):
     """read -> write TSHS and DM -> read: SIESTA's layout and column order, its values to round-off."""
     run = _plain_copy(PT / "scf", tmp_path / "scf", keep={"out", "XV", "fdf"})
-    si.write_tshs(scf, run / "pt_fcc.TSHS")
-    si.write_dm(scf, run / "pt_fcc.DM")
+    si.write_tshs(scf, run / "pt_fcc.TSHS", layout=scf.file_layout)
+    si.write_dm(scf, run / "pt_fcc.DM", layout=scf.file_layout)
     ours, theirs = si.read_tshs(run / "pt_fcc.TSHS"), si.read_tshs(PT / "scf" / "pt_fcc.TSHS")
     assert ours.nspin == 8
     _sparse_equal(ours, theirs, atol=2e-15)  # measured 5.6e-16 Ry
@@ -227,7 +227,7 @@ def test_round_trip_equals_siestas_files(scf, tmp_path):
 
 
 def test_h_in_holds_h_components_in_ry(scf, tmp_path):
-    f = si.read_dm(si.write_h_in(scf, tmp_path / "H_IN"))
+    f = si.read_dm(si.write_h_in(scf, tmp_path / "H_IN", layout=scf.file_layout))
     ref = si.read_tshs(PT / "scf" / "pt_fcc.TSHS")
     assert f.nspin == 8 and np.abs(f.values["DM"] - ref.values["H"]).max() < 1e-15
 
@@ -264,9 +264,17 @@ def _with_log_version(tmp_path, version):
     return run
 
 
-def test_other_versions_of_spin_orbit_are_refused(tmp_path):
-    with pytest.raises(ParseError, match="only the 4.1 layout"):
-        si.read_run(_with_log_version(tmp_path, "5.2.0"))
+@pytest.mark.parametrize("version", ["4.0.2", "4.2.0", "6.0"])
+def test_other_versions_of_spin_orbit_are_refused(tmp_path, version):
+    with pytest.raises(ParseError, match=f"SIESTA {version}: only the 4.1 and 5.x layouts"):
+        si.read_run(_with_log_version(tmp_path, version))
+
+
+def test_spin_orbit_without_standard_output_is_refused(tmp_path):
+    """The version decides whether the spin-orbit layout is a verified one: no stdout, no SOC."""
+    run = _plain_copy(PT / "scf", tmp_path / "scf", keep={"XV", "fdf", "TSHS", "ORB_INDX", "EIG"})
+    with pytest.raises(ParseError, match="version unknown"):
+        si.read_run(run)
 
 
 def test_non_collinear_files_are_refused(tmp_path):
@@ -279,10 +287,10 @@ def test_non_collinear_files_are_refused(tmp_path):
 
 
 def test_spin_orbit_hsx_is_refused(tmp_path, monkeypatch):
-    """No fixture verifies the float32 HSX of nspin 8: a run folder with only an HSX is refused."""
+    """No fixture verifies the float32 (SIESTA 4) HSX of nspin 8: a run folder with only one is refused."""
     run = _plain_copy(PT / "scf", tmp_path / "scf", keep={"out", "XV", "fdf"})
     f = replace(si.read_tshs(PT / "scf" / "pt_fcc.TSHS"), kind="HSX")
     (run / "pt_fcc.HSX").write_bytes(b"")
     monkeypatch.setattr(si, "read_hsx", lambda path: f)  # what read_run does after parsing it
-    with pytest.raises(ParseError, match="TSHS .* only"):
+    with pytest.raises(ParseError, match="SIESTA 4 HSX .float32. is not supported"):
         si.read_run(run)

@@ -18,7 +18,7 @@ from dftplug.model.train import ConfigError, TrainConfig, load_config, train
 from dftplug.parsers import abacus as ab
 from dftplug.parsers import siesta as si
 
-from .conftest import FIXTURES, TINY_MODEL_TOML, shared_path
+from .conftest import FIXTURES, TINY_MODEL_TOML, point_inputs_at, shared_path
 
 SI = FIXTURES / "abacus311" / "si_diamond"
 ROT = FIXTURES / "rotations" / "abacus"
@@ -131,15 +131,17 @@ def test_cli_train_eval_infer(data, tmp_path):
     written = ab.read_csr(out / "hrs1_nao.csr")
     assert written.norb == 26
     res = runner.invoke(main, ["infer", str(SI / "h0"), "--model", str(model), "-o", str(out), "--json",
-                               "--s-from", str(SI / "scf")])
+                               "--s-from", str(SI / "scf"), "--force"])  # replaces the folder as a whole
     assert res.exit_code == 0, res.output
+    assert not (out / "hrs1_nao.csr").exists()
     (pred,) = read_dataset(out / "predicted.h5")
     assert pred.H is not None and h.check_compatible(pred) is None
     # refusals exit 2 with a message: an H0 run without S (ABACUS wrote none), files of another code
     no_s = tmp_path / "case" / "h0"
     shutil.copytree(SI / "h0", no_s)
-    shutil.copytree(FIXTURES / "abacus", tmp_path / "abacus", dirs_exist_ok=True)
+    point_inputs_at(no_s, SI / "h0")
     (no_s / "OUT.si_diamond" / "srs1_nao.csr.xz").unlink()
+    out = tmp_path / "refused"
     res = runner.invoke(main, ["infer", str(no_s), "--model", str(model), "-o", str(out)])
     assert res.exit_code == 2 and "overlap S" in res.output
     res = runner.invoke(main, ["infer", str(SI / "h0"), "--model", str(model), "-o", str(out), "--write", "siesta"])

@@ -40,7 +40,7 @@ def main():
 
 
 def _register():
-    from . import bands, convert, eval, infer, train  # noqa: F401  (each module adds its commands)
+    from . import bands, convert, eval, infer, sample, train  # noqa: F401  (each module adds its commands)
 
 
 _register()

@@ -32,8 +32,8 @@ def load_hamiltonian(source, structure: str | None = None) -> Hamiltonian:
     elif structure:
         raise DftplugError("--structure picks a structure of a .h5 dataset, not of a run folder")
     else:
-        from dftplug.parsers import code_module, detect
-        h = code_module(detect(source)).read_run(source)
+        from dftplug.parsers import read_run
+        h = read_run(source)
     if h.H is None or h.S is None:
         raise DftplugError(f"{source}: the run holds no H(R) and S(R)")
     return h

@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 from concurrent.futures import ProcessPoolExecutor
 from functools import partial
 from pathlib import Path
@@ -13,7 +11,7 @@ from tqdm import tqdm
 
 from dftplug.convert import plan_pairs, read_pair
 from dftplug.dataset import write_dataset
-from dftplug.errors import DftplugError
+from dftplug.fileio import atomic_folder, check_output
 from dftplug.parsers.deeph import write_deeph
 
 from . import emit_json, main, reports_errors
@@ -35,17 +33,19 @@ def _convert(pair, require_h0=True):
               help="Zeroth-step run of each RUN, in the same order (default: sibling folder h0/ "
                    "or, for OpenMX, scf_iter1/).")
 @click.option("--no-h0", is_flag=True, help="Convert runs without an H0 (not usable for training).")
+@click.option("--force", is_flag=True, help="With --to deeph*: replace an existing OUTPUT folder.")
 @click.option("-j", "--jobs", type=int, default=None, help="Parallel processes (default: CPU count, ≤ 4).")
 @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary.")
 @click.option("-v", "--verbose", is_flag=True, help="Print per-structure ΔH statistics.")
 @reports_errors
-def convert(runs, output, fmt, h0_dirs, no_h0, jobs, as_json, verbose):
+def convert(runs, output, fmt, h0_dirs, no_h0, force, jobs, as_json, verbose):
     """Convert DFT run folders (ABACUS, OpenMX, SIESTA) or DeepH folders into one HDF5 dataset
     or into DeepH folders.
 
     Each SCF run is paired with its zeroth-step run; pairs whose structure, basis or overlap
     differ are refused. Nothing is written unless every folder converts.
     """
+    check_output(output, folder=fmt != "h5", force=force)
     pairs = plan_pairs(runs, h0_dirs)
     work = partial(_convert, require_h0=not no_h0)
     jobs = jobs or min(4, os.cpu_count() or 1, len(pairs))
@@ -64,7 +64,9 @@ def convert(runs, output, fmt, h0_dirs, no_h0, jobs, as_json, verbose):
     if fmt == "h5":
         write_dataset(output, [(name, h) for name, h, _ in results])
     else:
-        _write_deeph_tree(Path(output), results, layout="new" if fmt == "deeph" else "legacy")
+        with atomic_folder(output, force) as tmp:  # one DeepH folder per structure, all or none
+            for name, h, _ in results:
+                write_deeph(h, tmp / name, layout="new" if fmt == "deeph" else "legacy")
     summary = {"output": str(Path(output)), "structures": [
         {"name": name, "source": str(pair.scf), "h0_source": str(pair.h0) if pair.h0 else None,
          **h.summary(), "delta_h": stats} for (name, h, stats), pair in zip(results, pairs)]}
@@ -78,19 +80,3 @@ def convert(runs, output, fmt, h0_dirs, no_h0, jobs, as_json, verbose):
             click.echo(f"{s['name']}: {s['formula']} {s['code']} nspin {s['nspin']} — {dh}")
         click.echo(f"wrote {output} ({len(results)} structures)")
 
-
-def _write_deeph_tree(out: Path, results, layout: str) -> None:
-    """One DeepH folder per structure under ``out``, built in a temporary folder then renamed."""
-    if out.exists() and any(out.iterdir()):
-        raise DftplugError(f"{out}: output folder exists and is not empty")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
-        for name, h, _ in results:
-            write_deeph(h, tmp / name, layout=layout)
-        if out.exists():
-            out.rmdir()
-        tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise

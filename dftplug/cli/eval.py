@@ -21,7 +21,7 @@ def eval_(data, model, kpoints, window, device, as_json):
     from dftplug.model import load
     from dftplug.model.evaluate import evaluate
 
-    report = evaluate(iter_dataset(data), load(model, device), nk=kpoints, window=window)
+    report = evaluate(iter_dataset(data, require=("H", "H0", "S")), load(model, device), nk=kpoints, window=window)
     if as_json:
         emit_json(report)
         return

@@ -24,32 +24,38 @@ CODE_FORMATS = ("abacus", "siesta", "openmx")
               help="ABACUS: also write the DM built from the predicted H (init_chg dm; always for nspin 2).")
 @click.option("--s-from", "s_from", type=click.Path(exists=True, file_okay=False),
               help="Take the overlap S from this run of the same structure (when the H0 run did not write S).")
+@click.option("--pao-dir", type=click.Path(exists=True, file_okay=False),
+              help="OpenMX: DFT_DATA19 folder (or its PAO/) for the <name>_rst/ grid density; default: DATA.PATH.")
 @click.option("--device", default="cpu", show_default=True, help="torch device of the model (cpu, cuda, cuda:1).")
 @click.option("--max-edges-per-chunk", type=int, default=None,
               help="Memory cap for large structures: the layers process at most this many edges at once.")
+@click.option("--force", is_flag=True, help="Replace an existing OUTPUT folder (never mixed with new files).")
 @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary.")
 @click.option("-v", "--verbose", is_flag=True, help="Progress of the k-point sums.")
 @reports_errors
-def infer(h0_run, model, output, formats, with_dm, s_from, device, max_edges_per_chunk, as_json, verbose):
+def infer(h0_run, model, output, formats, with_dm, s_from, pao_dir, device, max_edges_per_chunk, force, as_json,
+          verbose):
     """Predict H = H0 + ΔH for the zeroth-step run H0_RUN and write what the code reads to start
     its SCF (see README, "Use as an SCF initial guess"). Prints a one-line summary and the input
     lines to add; no prompts."""
     from dftplug.dataset import write_dataset
     from dftplug.errors import MismatchError
+    from dftplug.fileio import atomic_folder, check_output
     from dftplug.model import load
     from dftplug.model.infer import predict
-    from dftplug.parsers import code_module, detect
+    from dftplug.parsers import code_io, detect
     from dftplug.parsers.deeph import write_deeph
     from dftplug.scf_guess import write_scf_guess
 
+    check_output(output, folder=True, force=force)
     code = detect(h0_run)
     wrong = [f for f in formats if f in CODE_FORMATS and f != code]
     if wrong:
         raise MismatchError(f"--write {wrong[0]} needs a {wrong[0]} zeroth-step run (its file layout and sparsity); "
                             f"{h0_run} is a {code} run")
-    h0 = code_module(code).read_h0(h0_run)
+    h0 = code_io(code).read_h0(h0_run)
     if s_from:
-        other = code_module(detect(s_from)).read_run(s_from)
+        other = code_io(detect(s_from)).read_run(s_from)
         h0.check_compatible(other, what=f"H0 run {h0_run} vs S run {s_from}")
         h0.S = other.S
     ckpt = load(model, device)
@@ -57,19 +63,21 @@ def infer(h0_run, model, output, formats, with_dm, s_from, device, max_edges_per
     h = predict(h0, ckpt, max_edges_per_chunk, progress=verbose or (bool(max_edges_per_chunk) and not as_json))
     seconds = time.perf_counter() - t0
     out = Path(output)
-    out.mkdir(parents=True, exist_ok=True)
     files, lines, notes = [], {}, []
     name = Path(h0_run).resolve().parent.name or "structure"
-    for fmt in dict.fromkeys(formats):
-        if fmt == "h5":
-            files.append(write_dataset(out / "predicted.h5", [(name, h)]))
-        elif fmt == "deeph":
-            files += write_deeph(h, out / "deeph", layout="new")
-        else:
-            guess = write_scf_guess(h, code, out, with_dm=with_dm, progress=verbose)
-            files += guess.files
-            lines[code] = guess.input_lines
-            notes += guess.notes
+    with atomic_folder(out, force) as tmp:  # all formats or none; an existing folder only with --force
+        for fmt in dict.fromkeys(formats):
+            if fmt == "h5":
+                files.append(write_dataset(tmp / "predicted.h5", [(name, h)]))
+            elif fmt == "deeph":
+                files += write_deeph(h, tmp / "deeph", layout="new")
+            else:
+                guess = write_scf_guess(h, code, tmp, with_dm=with_dm, progress=verbose, pao_dir=pao_dir)
+                files += guess.files
+                lines[code] = guess.input_lines
+                notes += guess.notes
+    files = [out / Path(f).relative_to(tmp) for f in files]
+    lines = {c: [ln.replace(str(tmp.resolve()), str(out.resolve())) for ln in ls] for c, ls in lines.items()}
     dh = (h.H - h0.H0.with_pairs(h.H.pairs)).data
     summary = {"h0_run": str(h0_run), "code": code, "model": ckpt.meta["path"], "formats": list(formats),
                "files": [str(f) for f in files], "input_lines": lines, "notes": notes,
@@ -82,3 +90,5 @@ def infer(h0_run, model, output, formats, with_dm, s_from, device, max_edges_per
                f"in {seconds:.2f} s -> {out}")
     for code_name, code_lines in lines.items():
         click.echo(f"add to the {code_name} input: " + " ; ".join(code_lines))
+    for note in notes:
+        click.echo(f"note: {note}")

@@ -47,6 +47,8 @@ def train(data, output, config_path, resume, device, epochs, seed, threads, as_j
     if as_json:
         emit_json(summary)
     else:
-        click.echo(f"wrote {summary['output']}: validation ΔH MAE {summary['best_val_mae_meV']:.4f} meV "
+        errors = ("validation" if summary["error_set"] == "validation" else
+                  "training (no structure held out for validation)")
+        click.echo(f"wrote {summary['output']}: {errors} ΔH MAE {summary['best_val_mae_meV']:.4f} meV "
                    f"(H0 {summary['h0_val_mae_meV']:.4f} meV) after {summary['epochs']} epochs, "
                    f"{summary['wall_time_s'] / 60:.1f} min")

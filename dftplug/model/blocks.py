@@ -104,14 +104,6 @@ class ResponseBasis(nn.Module):
         return torch.cat([self.radial(r), onsite, (gate[:, :, None] * v[:, None, :]).flatten(1)], dim=-1)
 
 
-def edge_harmonics(vec: torch.Tensor, lmax: int) -> torch.Tensor:
-    """Y_l(r̂) for l = 0..lmax, (E, 3) → (E, (lmax+1)²); on-site edges (r = 0) get Y_0 = 1 and
-    zero for l ≥ 1 (the only rotation-invariant choice)."""
-    r = vec.norm(dim=-1, keepdim=True)
-    unit = vec / torch.where(r > 1e-8, r, torch.ones_like(r))
-    return o3.spherical_harmonics(list(range(lmax + 1)), unit, normalize=False, normalization="component")
-
-
 def rms_norm(x: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
     """x / RMS(x) per row: one invariant factor per atom or pair, so it is equivariant. Used on
     the inputs of each sub-layer (pre-norm) to keep deep stacks of tensor products bounded."""
@@ -135,33 +127,6 @@ class GatedLinear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.gate(self.linear(x))
-
-
-class WeightedConvolution(nn.Module):
-    """x ⊗ Y(r̂) → irreps_out with per-edge path weights from an MLP of invariant edge features
-    (the NequIP convolution; "uvu" paths: every input channel keeps its multiplicity).
-
-    x (E, irreps_x), Y (E, sh), invariants (E, n_inv) → (E, irreps_out)."""
-
-    def __init__(self, irreps_x: o3.Irreps, irreps_sh: o3.Irreps, irreps_out: o3.Irreps, n_inv: int,
-                 hidden: int):
-        super().__init__()
-        mid, instructions = [], []
-        for i, (mul, ir_x) in enumerate(irreps_x):
-            for j, (_, ir_sh) in enumerate(irreps_sh):
-                for ir in ir_x * ir_sh:
-                    if ir in o3.Irreps(irreps_out):
-                        instructions.append((i, j, len(mid), "uvu", True))
-                        mid.append((mul, ir))
-        self.tp = o3.TensorProduct(irreps_x, irreps_sh, o3.Irreps(mid), instructions,
-                                   shared_weights=False, internal_weights=False)
-        self.weights = e3nn_nn.FullyConnectedNet([n_inv, hidden, self.tp.weight_numel], torch.nn.functional.silu)
-        self.linear = o3.Linear(o3.Irreps(mid), irreps_out)
-        self.irreps_out = o3.Irreps(irreps_out)
-
-    def forward(self, x, geometry, invariants):
-        """``geometry``: :class:`.convolution.EdgeGeometry` of the E edges."""
-        return self.linear(self.tp(x, geometry.sh, self.weights(invariants)))
 
 
 class PairProduct(nn.Module):

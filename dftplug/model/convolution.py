@@ -2,7 +2,7 @@
 
 ``ModelConfig.tensor_product`` selects how a neighbour's features are coupled to the bond direction:
 
-* ``"cg"`` — :class:`.blocks.WeightedConvolution`: e3nn Clebsch–Gordan product with Y(r̂_ij)
+* ``"cg"`` — :class:`WeightedConvolution`: e3nn Clebsch–Gordan product with Y(r̂_ij)
   ("uvu" paths, then a linear mix), O(L^6) per channel pair;
 * ``"local_frame"`` — :class:`LocalFrameWeightedConvolution`: the SO(2) convolution of
   :mod:`.local_frame` (rotate into the bond frame, per-m linear maps, rotate back), O(L^3), with the
@@ -22,6 +22,41 @@ from torch import nn
 from .local_frame import LocalFrameConvolution
 
 TENSOR_PRODUCTS = ("cg", "local_frame")
+
+
+def edge_harmonics(vec: torch.Tensor, lmax: int) -> torch.Tensor:
+    """Y_l(r̂) for l = 0..lmax, (E, 3) → (E, (lmax+1)²); on-site edges (r = 0) get Y_0 = 1 and
+    zero for l ≥ 1 (the only rotation-invariant choice)."""
+    r = vec.norm(dim=-1, keepdim=True)
+    unit = vec / torch.where(r > 1e-8, r, torch.ones_like(r))
+    return o3.spherical_harmonics(list(range(lmax + 1)), unit, normalize=False, normalization="component")
+
+
+class WeightedConvolution(nn.Module):
+    """x ⊗ Y(r̂) → irreps_out with per-edge path weights from an MLP of invariant edge features
+    (the NequIP convolution; "uvu" paths: every input channel keeps its multiplicity).
+
+    x (E, irreps_x), Y (E, sh), invariants (E, n_inv) → (E, irreps_out)."""
+
+    def __init__(self, irreps_x: o3.Irreps, irreps_sh: o3.Irreps, irreps_out: o3.Irreps, n_inv: int,
+                 hidden: int):
+        super().__init__()
+        mid, instructions = [], []
+        for i, (mul, ir_x) in enumerate(irreps_x):
+            for j, (_, ir_sh) in enumerate(irreps_sh):
+                for ir in ir_x * ir_sh:
+                    if ir in o3.Irreps(irreps_out):
+                        instructions.append((i, j, len(mid), "uvu", True))
+                        mid.append((mul, ir))
+        self.tp = o3.TensorProduct(irreps_x, irreps_sh, o3.Irreps(mid), instructions,
+                                   shared_weights=False, internal_weights=False)
+        self.weights = e3nn_nn.FullyConnectedNet([n_inv, hidden, self.tp.weight_numel], torch.nn.functional.silu)
+        self.linear = o3.Linear(o3.Irreps(mid), irreps_out)
+        self.irreps_out = o3.Irreps(irreps_out)
+
+    def forward(self, x, geometry, invariants):
+        """``geometry``: :class:`EdgeGeometry` of the E edges."""
+        return self.linear(self.tp(x, geometry.sh, self.weights(invariants)))
 
 
 class EdgeGeometry:
@@ -47,7 +82,6 @@ class EdgeGeometry:
 
     @cached_property
     def sh(self) -> torch.Tensor:
-        from .blocks import edge_harmonics
         return edge_harmonics(self.vec, self.lmax).to(self.vec.dtype)
 
     @cached_property
@@ -62,7 +96,7 @@ class EdgeGeometry:
 
 class LocalFrameWeightedConvolution(nn.Module):
     """x ⊗ Y(r̂) → irreps_out in the bond's local frame, per-edge weights from an MLP of invariant
-    edge features. Drop-in for :class:`.blocks.WeightedConvolution` (same irreps in and out).
+    edge features. Drop-in for :class:`WeightedConvolution` (same irreps in and out).
 
     On-site edges (r = 0) get no message: a bond frame needs a direction (their CG counterpart is the
     l_f = 0 path, a per-channel rescaling of h_i, which the node update already sees through h_i).
@@ -83,7 +117,6 @@ class LocalFrameWeightedConvolution(nn.Module):
 
 def make_convolution(kind: str, irreps_x, irreps_sh, irreps_out, n_inv: int, hidden: int) -> nn.Module:
     """The node convolution of back-end ``kind`` (one of :data:`TENSOR_PRODUCTS`)."""
-    from .blocks import WeightedConvolution
     if kind == "cg":
         return WeightedConvolution(irreps_x, irreps_sh, irreps_out, n_inv, hidden)
     if kind == "local_frame":

@@ -27,7 +27,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .blocks import RadialBasis, edge_harmonics, scatter_sum
+from .blocks import RadialBasis, scatter_sum
+from .convolution import edge_harmonics
 from .graph import Graph
 
 
@@ -47,7 +48,7 @@ class EdgeDescriptors(nn.Module):
         self.register_buffer("pair_cols", iu[1], persistent=False)
 
     def atom_density(self, g: Graph, sh: torch.Tensor) -> list[torch.Tensor]:
-        """A_i per L: (N, num_radial · nspecies, 2L + 1); ``sh`` = :func:`.blocks.edge_harmonics` of the edges."""
+        """A_i per L: (N, num_radial · nspecies, 2L + 1); ``sh`` = :func:`.convolution.edge_harmonics` of the edges."""
         r = g.edge_vec.norm(dim=-1)
         onehot = nn.functional.one_hot(g.species[g.edge_dst], self.nspecies).to(sh.dtype)
         rad = (self.radial(r) * (r > 1e-8).to(sh.dtype)[:, None])[:, None, :] * onehot[:, :, None]  # (E, species, n)

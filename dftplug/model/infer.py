@@ -65,4 +65,5 @@ def predict(h0: Hamiltonian, checkpoint, max_edges_per_chunk: int | None = None,
     h = h0.H0 + dh  # on H0's pattern ∪ the model's (ΔH is zero outside the overlap)
     prov = dict(h0.provenance, model=ckpt.meta.get("path"), predicted="H = H0 + ΔH_pred")
     return Hamiltonian(h0.atoms.copy(), h0.basis, H=h, S=h0.S, H0=h0.H0, nelec=h0.nelec,
-                       h0_kind=h0.h0_kind, provenance=prov, settings=dict(h0.settings))
+                       h0_kind=h0.h0_kind, provenance=prov, settings=dict(h0.settings),
+                       file_layout=h0.file_layout)

@@ -111,7 +111,7 @@ class DeltaHModel(nn.Module):
     ``forward(graph)`` returns (blocks, mu): blocks is a list over edge types t of
     (E_t, nspin, dim_t) irreps features of ΔH (Hermitian by construction), mu (n_graphs, nspin) eV.
     Spin–orbit data (nspin 4) uses the subclass :class:`.spinor_model.SpinorDeltaHModel`
-    (:func:`make_model`); this class then carries its Re h_0 channel.
+    (:func:`.build.make_model`); this class then carries its Re h_0 channel.
     """
 
     def __init__(self, layout: BasisLayout, config: ModelConfig | None = None):
@@ -269,12 +269,3 @@ class DeltaHModel(nn.Module):
             sym = 0.5 * (raw[t] + partner @ getattr(self, f"transpose_{t}").T)
             out.append(sym + mu[g.type_graph[t]][:, :, None] * g.s[t][:, None, :])
         return out
-
-
-def make_model(layout: BasisLayout, config: ModelConfig | None = None) -> DeltaHModel:
-    """The ΔH model of ``layout``: :class:`DeltaHModel`, or for spin-orbit data (nspin 4) its
-    spinor extension :class:`.spinor_model.SpinorDeltaHModel`."""
-    if layout.nspin == 4:
-        from .spinor_model import SpinorDeltaHModel  # builds on this module
-        return SpinorDeltaHModel(layout, config)
-    return DeltaHModel(layout, config)

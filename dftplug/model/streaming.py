@@ -8,6 +8,9 @@ from typing import Iterable, Iterator
 from dftplug.dataset import dataset_names, iter_dataset
 from dftplug.errors import MismatchError
 from dftplug.hamiltonian import Hamiltonian
+from dftplug.validate import check_cutoffs
+
+TRAINING_MATRICES = ("H", "H0", "S")  # what training and evaluation need of every structure
 
 
 def structure_index(paths) -> list[tuple[Path, str, str]]:
@@ -22,11 +25,10 @@ def structure_index(paths) -> list[tuple[Path, str, str]]:
 
 def iter_structures(index, wanted: Iterable[int]) -> Iterator[tuple[int, str, Hamiltonian]]:
     """(position in ``index``, training name, Hamiltonian) of the ``wanted`` structures, read one
-    at a time; refuses a structure without H, H0 or S."""
+    at a time; refuses a structure without H, H0 or S, or whose basis states no cutoff radii."""
     wanted = sorted(set(wanted))
     for path in dict.fromkeys(index[i][0] for i in wanted):
         mine = [i for i in wanted if index[i][0] == path]
-        for i, (_, h) in zip(mine, iter_dataset(path, [index[i][1] for i in mine])):
-            if h.H is None or h.H0 is None or h.S is None:
-                raise MismatchError(f"{path}: structure {index[i][1]} lacks H, H0 or S (convert with an H0 run)")
+        for i, (_, h) in zip(mine, iter_dataset(path, [index[i][1] for i in mine], require=TRAINING_MATRICES)):
+            check_cutoffs(h, f"{path} (structure {index[i][1]})")
             yield i, index[i][2], h

@@ -24,10 +24,11 @@ from dftplug.fileio import atomic_path
 
 from . import checkpoint as ckpt_io
 from . import distributed, streaming
+from .build import make_model
 from .graph import Graph, build_graph, collate, graph_pairs
 from .irreps import BasisLayout
 from .loss import LossWeights, density_ratios, error_sums, loss_terms, residuals, to_blocks
-from .model import ModelConfig, make_model
+from .model import ModelConfig
 
 
 @dataclass
@@ -234,7 +235,7 @@ def train(data_paths, output, config: TrainConfig | None = None, model_config: M
     start_metrics = ctx.on_main(lambda: _mae(model, val_g or train_g, layout, device, dtype))  # linear response alone
     st = _State()
     if resume:
-        saved = torch.load(state_path, map_location=device, weights_only=False)
+        saved = torch.load(state_path, map_location=device, weights_only=True)
         model.load_state_dict(saved["state_dict"])
         opt.load_state_dict(saved["resume"]["optimizer"])
         sched.load_state_dict(saved["resume"]["scheduler"])
@@ -306,6 +307,8 @@ def train(data_paths, output, config: TrainConfig | None = None, model_config: M
                "selected_by": score, "h0_val_mae_meV": st.log[-1]["val_h0_mae_meV"] if st.log else None,
                "val_mae_before_training_meV": start_metrics["mae_meV"],
                "wall_time_s": st.elapsed, "train_structures": len(train_g), "val_structures": len(val_g),
+               # with one structure there is nothing held out: the errors above are training errors
+               "error_set": "validation" if val_g else "training",
                "log_csv": str(log_csv)}
     output.with_suffix(".log.json").write_text(json.dumps(summary, indent=2))
     return summary

@@ -12,6 +12,6 @@ MODEL=${MODEL:-abacus_si8}          # a checkpoint file or the name of a shipped
 NP=${NP:-1}
 
 (cd h0 && OMP_NUM_THREADS=1 mpirun -np "$NP" abacus > abacus.stdout)
-dftplug infer h0 --model "$MODEL" -o guess --write abacus --dm --json > guess.json
+dftplug infer h0 --model "$MODEL" -o guess --force --write abacus --dm --json > guess.json
 (cd scf && OMP_NUM_THREADS=1 mpirun -np "$NP" abacus > abacus.stdout)
 grep -c "#ELEC ITER#" scf/OUT.*/running_scf.log | sed 's/^/SCF iterations: /'

@@ -11,7 +11,7 @@ LABEL=${LABEL:?set LABEL to the SystemLabel}
 MODEL=${MODEL:?set MODEL to a dftplug checkpoint trained on SIESTA data}
 
 (cd h0 && siesta < "$LABEL.fdf" > "$LABEL.out")
-dftplug infer h0 --model "$MODEL" -o guess --write siesta --json > guess.json
+dftplug infer h0 --model "$MODEL" -o guess --force --write siesta --json > guess.json
 cp "guess/$LABEL.DM" scf/
 (cd scf && siesta < "$LABEL.fdf" > "$LABEL.out")
 grep "SCF cycle converged after" "scf/$LABEL.out"
