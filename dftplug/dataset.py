@@ -30,10 +30,10 @@ from .blocksparse import BlockSparse
 from .errors import ParseError
 from .fileio import atomic_path
 from .hamiltonian import MATRIX_NAMES, Hamiltonian
+from .orbitals import ORBITAL_CONVENTION
 
 FORMAT = "dftplug-dataset"
 FORMAT_VERSION = 1
-ORBITAL_CONVENTION = "e3nn real spherical harmonics, m = -l..l within each shell"
 _MAX_SETTING_BYTES = 100_000  # code-private bulk (e.g. raw file sections) is not stored
 
 

@@ -52,18 +52,12 @@ def mesh_fermi_level(h: Hamiltonian, mesh=None, smearing: Smearing | None = None
     return fermi_level(sol.energies, weights, nelec, smearing, per_state=electrons_per_state(h.H.nspin))
 
 
-def kspace_density(vectors: np.ndarray, occupations: np.ndarray) -> np.ndarray:
-    """ρ(k) = Σ_n f_n c_n c_n† from eigenvectors (nch, nk, m, nb) and occupations (nch, nk, nb)
-    (electrons per state); shape (nch, nk, m, m) complex."""
-    return np.einsum("ckin,ckn,ckjn->ckij", vectors, occupations, np.conj(vectors), optimize=True)
-
-
 def fold_density(pattern: BlockSparse, vectors: np.ndarray, occupations: np.ndarray, kpts, weights) -> np.ndarray:
     """DM(R) values on ``pattern`` from eigenvectors (nch, nk, m, nb) and occupations (nch, nk, nb)
     (electrons per state, k weights apart): nch 1 or 2 real channels, or one spinor channel
     (m = 2 nao) -> four complex channels uu, ud, du, dd. Returns data (nspin, nnz) of ``pattern``."""
     fold = BlochSum(pattern)
-    rho = kspace_density(vectors, occupations)
+    rho = np.einsum("ckin,ckn,ckjn->ckij", vectors, occupations, np.conj(vectors), optimize=True)
     spinor = vectors.shape[-2] == 2 * fold.nao
     channels = spinor_to_channels(rho[0]) if spinor else rho
     return np.stack([fold.real_space(c, weights, kpts, real=not spinor) for c in channels])

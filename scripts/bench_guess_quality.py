@@ -135,22 +135,24 @@ def main():
     for p in points:
         print(f"{p['set']:9s} {p['cell']:5s} {p['guess']:15s} {p['iterations']:4d} {p['drho1']:8.1e} "
               + " ".join(f"{p[m]:14.4e}" for m in METRICS))
-    groups = {"H0 + model guesses (22)": [p for p in points if p["guess"] in ("h0", "model")],
-              "model guesses only (11)": [p for p in points if p["guess"] == "model"],
-              "all incl. c030 variants (29)": points}
-    report = {}
-    print("\nSpearman rank correlation with the measured numbers (pearson of log-log in brackets)")
-    print(f"{'metric':20s} " + " ".join(f"{g[:30]:>32s}" for g in groups))
+    groups = {"H0 + model (22)": [p for p in points if p["guess"] in ("h0", "model")],
+              "model (11)": [p for p in points if p["guess"] == "model"],
+              "si8 model (10)": [p for p in points if p["guess"] == "model" and p["set"] == "si8_v311"],
+              "si8 H0 (10)": [p for p in points if p["guess"] == "h0" and p["set"] == "si8_v311"],
+              "all + c030 variants (29)": points}
+    report = {m: {} for m in METRICS}
     for m in METRICS:
-        cells = []
         for g, pts in groups.items():
             x = np.array([p[m] for p in pts])
-            rd = spearmanr(x, [p["drho1"] for p in pts]).statistic
-            ri = spearmanr(x, [p["iterations"] for p in pts]).statistic
-            lp = pearsonr(np.log(x), np.log([p["drho1"] for p in pts])).statistic
-            report.setdefault(m, {})[g] = {"spearman_drho1": rd, "spearman_iterations": ri, "pearson_loglog": lp}
-            cells.append(f"DRHO1 {rd:+.2f} ({lp:+.2f}) it {ri:+.2f}")
-        print(f"{m:20s} " + " ".join(f"{c:>32s}" for c in cells))
+            report[m][g] = {"spearman_drho1": spearmanr(x, [p["drho1"] for p in pts]).statistic,
+                            "spearman_iterations": spearmanr(x, [p["iterations"] for p in pts]).statistic,
+                            "pearson_log_log_drho1": pearsonr(np.log(x), np.log([p["drho1"] for p in pts])).statistic}
+    for stat, title in (("spearman_drho1", "Spearman rank correlation with DRHO1"),
+                        ("spearman_iterations", "Spearman rank correlation with the SCF iterations"),
+                        ("pearson_log_log_drho1", "Pearson correlation of log(metric) with log(DRHO1)")):
+        print(f"\n{title}\n{'metric':20s} " + " ".join(f"{g:>24s}" for g in groups))
+        for m in METRICS:
+            print(f"{m:20s} " + " ".join(f"{report[m][g][stat]:24.2f}" for g in groups))
     if args.json:
         Path(args.json).write_text(json.dumps({"points": points, "spearman": report}, indent=1))
 

@@ -9,17 +9,15 @@ from functools import partial
 from pathlib import Path
 
 import click
-from tqdm import tqdm
 
-from dftplug.convert import plan_pairs, read_pair
-from dftplug.dataset import write_dataset
 from dftplug.errors import DftplugError
-from dftplug.parsers.deeph import write_deeph
 
 from . import emit_json, main, reports_errors
 
 
 def _convert(pair, require_h0=True):
+    from dftplug.convert import read_pair
+
     h = read_pair(pair, require_h0)
     stats = h.delta_h_stats() if h.H0 is not None else None
     return pair.name, h, stats
@@ -46,6 +44,11 @@ def convert(runs, output, fmt, h0_dirs, no_h0, jobs, as_json, verbose):
     Each SCF run is paired with its zeroth-step run; pairs whose structure, basis or overlap
     differ are refused. Nothing is written unless every folder converts.
     """
+    from tqdm import tqdm
+
+    from dftplug.convert import plan_pairs
+    from dftplug.dataset import write_dataset
+
     pairs = plan_pairs(runs, h0_dirs)
     work = partial(_convert, require_h0=not no_h0)
     jobs = jobs or min(4, os.cpu_count() or 1, len(pairs))
@@ -81,6 +84,8 @@ def convert(runs, output, fmt, h0_dirs, no_h0, jobs, as_json, verbose):
 
 def _write_deeph_tree(out: Path, results, layout: str) -> None:
     """One DeepH folder per structure under ``out``, built in a temporary folder then renamed."""
+    from dftplug.parsers.deeph import write_deeph
+
     if out.exists() and any(out.iterdir()):
         raise DftplugError(f"{out}: output folder exists and is not empty")
     out.parent.mkdir(parents=True, exist_ok=True)

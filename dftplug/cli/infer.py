@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from . import emit_json, main, reports_errors
+from . import emit_json, limit_threads, main, reports_errors
 
 CODE_FORMATS = ("abacus", "siesta", "openmx")
 
@@ -27,19 +27,20 @@ CODE_FORMATS = ("abacus", "siesta", "openmx")
 @click.option("--device", default="cpu", show_default=True, help="torch device of the model (cpu, cuda, cuda:1).")
 @click.option("--max-edges-per-chunk", type=int, default=None,
               help="Memory cap for large structures: the layers process at most this many edges at once.")
+@click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True,
+              help="CPU threads of torch and BLAS (one by default: a job script runs infer between code steps).")
 @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary.")
 @click.option("-v", "--verbose", is_flag=True, help="Progress of the k-point sums.")
 @reports_errors
-def infer(h0_run, model, output, formats, with_dm, s_from, device, max_edges_per_chunk, as_json, verbose):
+def infer(h0_run, model, output, formats, with_dm, s_from, device, max_edges_per_chunk, threads, as_json, verbose):
     """Predict H = H0 + ΔH for the zeroth-step run H0_RUN and write what the code reads to start
     its SCF (see README, "Use as an SCF initial guess"). Prints a one-line summary and the input
     lines to add; no prompts."""
-    from dftplug.dataset import write_dataset
+    limit_threads(threads)  # before numpy and torch load
     from dftplug.errors import MismatchError
     from dftplug.model import load
     from dftplug.model.infer import predict
     from dftplug.parsers import code_module, detect
-    from dftplug.parsers.deeph import write_deeph
     from dftplug.scf_guess import write_scf_guess
 
     code = detect(h0_run)
@@ -62,8 +63,10 @@ def infer(h0_run, model, output, formats, with_dm, s_from, device, max_edges_per
     name = Path(h0_run).resolve().parent.name or "structure"
     for fmt in dict.fromkeys(formats):
         if fmt == "h5":
+            from dftplug.dataset import write_dataset
             files.append(write_dataset(out / "predicted.h5", [(name, h)]))
         elif fmt == "deeph":
+            from dftplug.parsers.deeph import write_deeph
             files += write_deeph(h, out / "deeph", layout="new")
         else:
             guess = write_scf_guess(h, code, out, with_dm=with_dm, progress=verbose)

@@ -23,10 +23,10 @@ import torch
 
 from dftplug import __version__
 from dftplug.basis import Basis
-from dftplug.dataset import ORBITAL_CONVENTION
 from dftplug.errors import DftplugError, MismatchError
 from dftplug.fileio import atomic_path
 from dftplug.hamiltonian import Hamiltonian
+from dftplug.orbitals import ORBITAL_CONVENTION
 
 from .irreps import BasisLayout
 from .model import DeltaHModel, ModelConfig, make_model
