@@ -9,6 +9,25 @@ import click
 from . import emit_json, limit_threads, main, reports_errors
 
 CODE_FORMATS = ("abacus", "siesta", "openmx")
+EINSUM_OPTIMISATION_ATOMS = 200
+"""Above this many atoms the model is built with e3nn's einsum path optimisation (opt_einsum_fx): it
+costs 1.2–1.8 s of start-up and saves ~6 ms per atom of prediction (scripts/bench_infer.py)."""
+
+
+def load_for(natoms: int, model: str, device: str):
+    """The checkpoint ``model``, built without einsum path optimisation for small structures (the
+    prediction differs by float32 rounding, 3e-8 eV on si8); e3nn's defaults are restored after."""
+    from dftplug.model import load  # first: imports e3nn its own way
+
+    import e3nn
+
+    before = e3nn.get_optimization_defaults()
+    if natoms <= EINSUM_OPTIMISATION_ATOMS:
+        e3nn.set_optimization_defaults(optimize_einsums=False)
+    try:
+        return load(model, device)
+    finally:
+        e3nn.set_optimization_defaults(**before)
 
 
 @main.command()
@@ -38,7 +57,6 @@ def infer(h0_run, model, output, formats, with_dm, s_from, device, max_edges_per
     lines to add; no prompts."""
     limit_threads(threads)  # before numpy and torch load
     from dftplug.errors import MismatchError
-    from dftplug.model import load
     from dftplug.model.infer import predict
     from dftplug.parsers import code_module, detect
     from dftplug.scf_guess import write_scf_guess
@@ -53,7 +71,7 @@ def infer(h0_run, model, output, formats, with_dm, s_from, device, max_edges_per
         other = code_module(detect(s_from)).read_run(s_from)
         h0.check_compatible(other, what=f"H0 run {h0_run} vs S run {s_from}")
         h0.S = other.S
-    ckpt = load(model, device)
+    ckpt = load_for(h0.natoms, model, device)
     t0 = time.perf_counter()
     h = predict(h0, ckpt, max_edges_per_chunk, progress=verbose or (bool(max_edges_per_chunk) and not as_json))
     seconds = time.perf_counter() - t0

@@ -18,7 +18,7 @@ def _import_e3nn() -> None:
     of ``dftplug infer``). e3nn 0.6 decorates one function with ``torch.compiler.disable``, whose
     first call imports torch._dynamo; the decorator only matters under ``torch.compile``, which
     dftplug does not use. It is put back right after the import."""
-    if "e3nn" in sys.modules or "torch._dynamo" in sys.modules:
+    if "e3nn.o3" in sys.modules or "torch._dynamo" in sys.modules:
         return
     import torch
 
