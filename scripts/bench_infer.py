@@ -38,8 +38,7 @@ def child(h0_run: str, out: str, write: str, model: str) -> None:
         stages[name] = (w - w0, c - c0)
         w0, c0 = w, c
 
-    import dftplug.cli  # noqa: F401  (what every command loads)
-    from dftplug.model import load
+    from dftplug.cli.infer import load_for
     from dftplug.model.infer import predict
     from dftplug.parsers import code_module, detect
     from dftplug.scf_guess import write_scf_guess
@@ -47,7 +46,7 @@ def child(h0_run: str, out: str, write: str, model: str) -> None:
     code = detect(h0_run)
     h0 = code_module(code).read_h0(h0_run)
     mark("read")
-    ckpt = load(model)
+    ckpt = load_for(h0.natoms, model, "cpu")
     mark("model load")
     h = predict(h0, ckpt)
     mark("predict")

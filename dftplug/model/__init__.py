@@ -6,6 +6,7 @@ Modules: :mod:`.irreps` (blocks ⇄ irreps), :mod:`.graph` (Hamiltonian → tens
 :mod:`.checkpoint` (self-describing files, refusals).
 """
 import sys
+import types
 
 
 def _no_compile_barrier(fn=None, recursive=True, **kwargs):
@@ -30,7 +31,32 @@ def _import_e3nn() -> None:
         torch.compiler.disable = real
 
 
+def _memoise_activation_moments() -> None:
+    """e3nn normalises each gate's activation f by ⟨f(z)²⟩^{-1/2}, estimated anew for every gate from
+    10⁶ normal samples drawn with seed 0 (``e3nn.math._normalize_activation.moment``): about 1 s of
+    building this model. The estimate is a pure function of (f, n, dtype, device), so for plain
+    functions (silu, sigmoid; not modules, whose identity may be reused) it is computed once."""
+    from e3nn.math import _normalize_activation as module
+
+    original = getattr(module, "moment", None)
+    if original is None or getattr(original, "memoised", False):
+        return
+    cache = {}
+
+    def moment(f, n, dtype=None, device=None):
+        if not isinstance(f, (types.FunctionType, types.BuiltinFunctionType)):
+            return original(f, n, dtype, device)
+        key = (f, n, dtype, str(device))
+        if key not in cache:
+            cache[key] = original(f, n, dtype, device)
+        return cache[key]
+
+    moment.memoised = True
+    module.moment = moment
+
+
 _import_e3nn()
+_memoise_activation_moments()
 
 from .checkpoint import Checkpoint, CheckpointError, ModelMismatchError, load, load_pretrained  # noqa: E402
 
