@@ -44,12 +44,13 @@ def eval_(data, model, kpoints, window, guess, device, as_json):
                    f"(max {o['band_model_max_meV']:.3f}), H0 {o['band_h0_mae_meV']:.3f} meV "
                    f"({o['band_structures']} of {o['structures']} structures)")
     if o.get("guess_structures"):
-        click.echo("SCF guess, model / H0: Mulliken charge error max and RMS (e), ‖ΔDM‖_S per electron, "
-                   "Hartree energy of the charge error (meV)")
+        click.echo("SCF starting guess, model / H0 (DM filled like the run vs the DM of H_scf; README):")
+        click.echo(f"{'':12s} " + " ".join(f"{t:>20s}" for t in ("‖ΔDM‖_S per e", "Σ|δq_μ|/N_e", "ΔQ atom max (e)",
+                                                               "ΔQ atom RMS (e)", "Hartree ΔQ (meV)")))
         rows = [(r["name"], r["guess"]) for r in report["structures"] if r.get("guess")]
         rows.append(("mean", {key: {m: o[f"guess_{key}_{m}"] for m in GUESS_METRICS} for key in ("model", "h0")}))
         for name, g in rows:
-            click.echo(f"{name:12s} " + "  ".join(_pair(g, m) for m in GUESS_METRICS[:2] + GUESS_METRICS[3:]))
+            click.echo(f"{name:12s} " + " ".join(f"{_pair(g, m):>20s}" for m in GUESS_METRICS))
 
 
 def _pair(g: dict, metric: str) -> str:

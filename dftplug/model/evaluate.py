@@ -51,7 +51,9 @@ def band_errors(h: Hamiltonian, h_pred, nk: int = 4, window: float = 2.0, seed: 
     return out
 
 
-GUESS_METRICS = ("charge_error_max_e", "charge_error_rms_e", "population_error", "dm_error_s", "hartree_meV")
+GUESS_METRICS = ("dm_error_s", "population_error", "charge_error_max_e", "charge_error_rms_e", "hartree_meV")
+"""The density-error numbers of :class:`dftplug.guess_quality.GuessQuality`, best predictor of the
+restart cost first (README, "Quality of an SCF starting guess")."""
 
 
 def guess_errors(h: Hamiltonian, h_pred: BlockSparse, reference: GuessReference | None = None) -> dict | None:
