@@ -87,4 +87,4 @@ def test_eval_json_reports_guess_quality_for_model_and_h0(cell, tmp_path):
         assert all(math.isfinite(report["overall"][f"guess_{key}_{m}"]) for m in METRICS)
     assert guess["model"]["dm_error_s"] < guess["h0"]["dm_error_s"]  # measured 0.0033 vs 0.040
     res = CliRunner().invoke(main, ["eval", str(data), "--model", "abacus_si8", "--kpoints", "0"])
-    assert res.exit_code == 0 and "SCF guess" in res.output
+    assert res.exit_code == 0 and "SCF starting guess" in res.output
