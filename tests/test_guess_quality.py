@@ -88,3 +88,14 @@ def test_eval_json_reports_guess_quality_for_model_and_h0(cell, tmp_path):
     assert guess["model"]["dm_error_s"] < guess["h0"]["dm_error_s"]  # measured 0.0033 vs 0.040
     res = CliRunner().invoke(main, ["eval", str(data), "--model", "abacus_si8", "--kpoints", "0"])
     assert res.exit_code == 0 and "SCF starting guess" in res.output
+
+
+def test_validation_hook_caches_the_reference(cell):
+    from dftplug.model import load
+    from dftplug.model.evaluate import validation_guess_errors
+
+    cache = {}
+    first = validation_guess_errors([("c030", cell)], load("abacus_si8"), cache)
+    assert set(cache) == {"c030"} and first["guess_structures"] == 1
+    assert 0 < first["guess_model_dm_error_s"] < first["guess_h0_dm_error_s"]
+    assert validation_guess_errors([("c030", cell)], load("abacus_si8"), cache) == first

@@ -68,6 +68,29 @@ def guess_errors(h: Hamiltonian, h_pred: BlockSparse, reference: GuessReference 
     return {key: guess_quality(m, reference).as_dict() for key, m in (("model", h_pred), ("h0", h.H0))}
 
 
+def validation_guess_errors(items, checkpoint: Checkpoint, cache: dict) -> dict:
+    """Mean density errors of the model's guess (and of H0) over ``items`` ((name, Hamiltonian with H,
+    H0, S, k-mesh) pairs), for a training loop's validation: {"guess_structures": n,
+    "guess_model_dm_error_s": ..., "guess_h0_dm_error_s": ..., ...} (:data:`GUESS_METRICS`).
+    ``cache`` is a dict the caller keeps between calls: each structure's reference state and H0
+    numbers are computed once, after that a call costs one prediction and one diagonalisation on the
+    run's k-mesh per structure (8-atom Si, 14 k-points: ~0.1 s). ``checkpoint``: the model being
+    trained as ``Checkpoint(model, meta)`` (``meta`` with the basis and nspin it was built for)."""
+    records = []
+    for name, h in items:
+        if name not in cache:
+            try:
+                ref = GuessReference.from_hamiltonian(h)
+            except DftplugError:
+                ref = None
+            cache[name] = (ref, guess_quality(h.H0, ref).as_dict() if ref else None)
+        ref, h0_numbers = cache[name]
+        if ref is not None:
+            model_numbers = guess_quality(h.H0 + predict_delta(h, checkpoint), ref).as_dict()
+            records.append({"guess": {"model": model_numbers, "h0": h0_numbers}})
+    return _guess_means(records)
+
+
 def _guess_means(structures: list[dict]) -> dict:
     """Mean of every guess metric over the structures that have them: guess_{model,h0}_{metric}."""
     have = [r["guess"] for r in structures if r.get("guess")]
