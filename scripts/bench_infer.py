@@ -38,7 +38,13 @@ def child(h0_run: str, out: str, write: str, model: str) -> None:
         stages[name] = (w - w0, c - c0)
         w0, c0 = w, c
 
-    from dftplug.cli.infer import load_for
+    try:
+        from dftplug.cli.infer import load_for
+    except ImportError:  # a version before load_for (for before/after numbers)
+        from dftplug.model import load
+
+        def load_for(natoms, model, device):
+            return load(model, device)
     from dftplug.model.infer import predict
     from dftplug.parsers import code_module, detect
     from dftplug.scf_guess import write_scf_guess
