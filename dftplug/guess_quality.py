@@ -68,9 +68,9 @@ class GuessReference:
     """The converged state a guess is compared with, prepared once.
 
     kpts (nk, 3), weights (nk,): the run's mesh (time-reversal pairs merged except for nspin 4);
-    S (BlockSparse), sk (nk, m, m) S(k) (⊗ 1₂ for spinors); state: the occupied states of H_scf; populations (m,)
-    Mulliken q_μ of it; orbital_atom (m,) the atom of each orbital (spinor) index; positions (natoms, 3)
-    Å, cell (3, 3) Å, pbc (3,) for the Hartree energy; m = nao, or 2 nao for nspin 4.
+    S (BlockSparse), sk (nk, m, m) S(k) (⊗ 1₂ for spinors); state: the occupied states of H_scf;
+    populations (m,) Mulliken q_μ of it; orbital_atom (m,) the atom of each orbital (spinor) index;
+    positions (natoms, 3) Å, cell (3, 3) Å, pbc (3,) for the Hartree energy; m = nao, or 2 nao for nspin 4.
     """
 
     kpts: np.ndarray

@@ -45,8 +45,8 @@ def eval_(data, model, kpoints, window, guess, device, as_json):
                    f"({o['band_structures']} of {o['structures']} structures)")
     if o.get("guess_structures"):
         click.echo("SCF starting guess, model / H0 (DM filled like the run vs the DM of H_scf; README):")
-        click.echo(f"{'':12s} " + " ".join(f"{t:>20s}" for t in ("‖ΔDM‖_S per e", "Σ|δq_μ|/N_e", "ΔQ atom max (e)",
-                                                               "ΔQ atom RMS (e)", "Hartree ΔQ (meV)")))
+        titles = ("‖ΔDM‖_S per e", "Σ|δq_μ|/N_e", "ΔQ atom max (e)", "ΔQ atom RMS (e)", "Hartree ΔQ (meV)")
+        click.echo(f"{'':12s} " + " ".join(f"{t:>20s}" for t in titles))
         rows = [(r["name"], r["guess"]) for r in report["structures"] if r.get("guess")]
         rows.append(("mean", {key: {m: o[f"guess_{key}_{m}"] for m in GUESS_METRICS} for key in ("model", "h0")}))
         for name, g in rows:
