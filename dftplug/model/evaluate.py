@@ -56,16 +56,20 @@ GUESS_METRICS = ("dm_error_s", "population_error", "charge_error_max_e", "charge
 restart cost first (README, "Quality of an SCF starting guess")."""
 
 
-def guess_errors(h: Hamiltonian, h_pred: BlockSparse, reference: GuessReference | None = None) -> dict | None:
-    """Density errors (:func:`dftplug.guess_quality.guess_quality`) of the guess ``h_pred`` and of H0
-    against the DM of ``h.H`` on the run's mesh and smearing: {"model": {...}, "h0": {...}}. None when
-    the structure states no k-mesh or electron count. ``reference``: prepared once per structure (a
-    training loop's validation keeps it and pays one diagonalisation per guess)."""
+def _reference(h: Hamiltonian) -> GuessReference | None:
+    """The converged state of ``h`` to compare guesses with; None when it states no k-mesh or electron count."""
     try:
-        reference = reference or GuessReference.from_hamiltonian(h)
+        return GuessReference.from_hamiltonian(h)
     except DftplugError:
         return None
-    return {key: guess_quality(m, reference).as_dict() for key, m in (("model", h_pred), ("h0", h.H0))}
+
+
+def guess_errors(h: Hamiltonian, h_pred: BlockSparse) -> dict | None:
+    """Density errors (:func:`dftplug.guess_quality.guess_quality`) of the guess ``h_pred`` and of H0
+    against the DM of ``h.H`` on the run's mesh and smearing: {"model": {...}, "h0": {...}}; None when
+    the structure states no k-mesh or electron count."""
+    ref = _reference(h)
+    return ref and {key: guess_quality(m, ref).as_dict() for key, m in (("model", h_pred), ("h0", h.H0))}
 
 
 def validation_guess_errors(items, checkpoint: Checkpoint, cache: dict) -> dict:
@@ -79,11 +83,8 @@ def validation_guess_errors(items, checkpoint: Checkpoint, cache: dict) -> dict:
     records = []
     for name, h in items:
         if name not in cache:
-            try:
-                ref = GuessReference.from_hamiltonian(h)
-            except DftplugError:
-                ref = None
-            cache[name] = (ref, guess_quality(h.H0, ref).as_dict() if ref else None)
+            ref = _reference(h)
+            cache[name] = (ref, ref and guess_quality(h.H0, ref).as_dict())
         ref, h0_numbers = cache[name]
         if ref is not None:
             model_numbers = guess_quality(h.H0 + predict_delta(h, checkpoint), ref).as_dict()
