@@ -1,14 +1,13 @@
 """dftplug: learn the correction ΔH = H_scf − H0 to the zeroth-step Hamiltonian of
 numerical-atomic-orbital DFT codes (ABACUS, OpenMX, SIESTA) and hand the result back to them."""
-from .basis import Basis, Shell
-from .blocksparse import BlockSparse
 from .errors import DftplugError, MismatchError, ParseError
-from .hamiltonian import Hamiltonian
 
 __version__ = "0.1.0"
 
-# bridges to other libraries, imported on first use (sisl is slow to import)
-_LAZY = {"to_sisl": "sislio", "from_sisl": "sislio", "to_ase": "aseio", "from_ase": "aseio"}
+# imported on first use: the command line starts without numpy/scipy/ase (``dftplug --help``), and
+# the bridges to other libraries only load those libraries when asked (sisl is slow to import)
+_LAZY = {"Basis": "basis", "Shell": "basis", "BlockSparse": "blocksparse", "Hamiltonian": "hamiltonian",
+         "to_sisl": "sislio", "from_sisl": "sislio", "to_ase": "aseio", "from_ase": "aseio"}
 
 
 def __getattr__(name):

@@ -30,11 +30,11 @@ from .blocksparse import BlockSparse
 from .errors import ParseError
 from .fileio import atomic_path
 from .hamiltonian import MATRIX_NAMES, Hamiltonian
+from .orbitals import ORBITAL_CONVENTION
 from .validate import check_hamiltonian
 
 FORMAT = "dftplug-dataset"
 FORMAT_VERSION = 1
-ORBITAL_CONVENTION = "e3nn real spherical harmonics, m = -l..l within each shell"
 
 
 def _jsonable(obj):

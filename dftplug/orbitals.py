@@ -29,6 +29,9 @@ import numpy as np
 from scipy.linalg import block_diag
 from scipy.special import lpmv
 
+ORBITAL_CONVENTION = "e3nn real spherical harmonics, m = -l..l within each shell"
+"""How datasets and checkpoints name the internal convention."""
+
 # Axis permutation taking e3nn's frame to the standard one: Y^e3nn_l(r) = Y^std_l(P r).
 _P_E3NN = np.array([[0.0, 0.0, 1.0], [1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
 

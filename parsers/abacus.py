@@ -657,12 +657,15 @@ def _csr_file(rows, cols, cells, values, nbasis, listed_cells, generation, nspin
     """Elements with |value| > 1e-10 (ABACUS's threshold) as a CsrFile; the R list (and its order)
     of the file the matrix was read from is kept (``listed_cells``), new R are sorted after it."""
     keep = np.abs(values) > 1e-10
-    cl = cells[keep]
+    cl = cells[keep].reshape(-1, 3)
+    lo, span = cl.min(0, initial=0), cl.max(0, initial=0) - cl.min(0, initial=0) + 1
+    code = ((cl[:, 0] - lo[0]) * span[1] + cl[:, 1] - lo[1]) * span[2] + cl[:, 2] - lo[2]  # one int per R
+    _, first, inv = np.unique(code, return_index=True, return_inverse=True)  # 1-D: 3x faster than axis=0
+    ucl = cl[first]
     listed = [tuple(c) for c in listed_cells] if listed_cells is not None else []
-    new_cells = sorted(set(map(tuple, np.unique(cl, axis=0))) - set(listed))
+    new_cells = sorted(set(map(tuple, ucl)) - set(listed))
     ucells = np.array(listed + new_cells, dtype=np.int64).reshape(-1, 3)
     index = {c: k for k, c in enumerate(map(tuple, ucells))}
-    ucl, inv = np.unique(cl.reshape(-1, 3), axis=0, return_inverse=True)
     cid = np.array([index[tuple(c)] for c in ucl], dtype=np.int64)[inv.reshape(-1)]
     return CsrFile(nbasis, ucells, rows[keep], cols[keep], cid, values[keep], generation, nspin, ispin, cell_block)
 

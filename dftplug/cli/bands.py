@@ -7,22 +7,17 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
-from ase.calculators.calculator import kptdensity2monkhorstpack
 
-from dftplug.bandio import plot_bands, plot_dos, write_bands, write_dos
-from dftplug.bands import band_structure, bands_near, standard_path
-from dftplug.dataset import dataset_names, iter_dataset
-from dftplug.density import mesh_fermi_level
-from dftplug.dos import density_of_states
 from dftplug.errors import DftplugError
-from dftplug.hamiltonian import Hamiltonian
 
 from . import emit_json, main, reports_errors
 
 
-def load_hamiltonian(source, structure: str | None = None) -> Hamiltonian:
+def load_hamiltonian(source, structure: str | None = None):
     """A run folder of any supported code (parsers.detect), or the structure named ``structure`` of a
-    dataset file (.h5; default its first structure)."""
+    dataset file (.h5; default its first structure), as a :class:`dftplug.Hamiltonian`."""
+    from dftplug.dataset import dataset_names, iter_dataset
+
     source = Path(source)
     if source.suffix == ".h5":
         names = [structure] if structure else dataset_names(source)[:1]
@@ -57,6 +52,10 @@ def bands(source, outdir, structure, path, npoints, near, as_json, verbose):
     SOURCE: a run folder (ABACUS, OpenMX, SIESTA, DeepH) or a dftplug dataset (.h5, see --structure).
     Energies are on the run's own scale; E_F is the run's, or found on its k-mesh if it has none.
     Spin-orbit runs (nspin 4) give one channel of 2·nao spinor levels."""
+    from dftplug.bandio import plot_bands, write_bands
+    from dftplug.bands import band_structure, bands_near, standard_path
+    from dftplug.density import mesh_fermi_level
+
     h = load_hamiltonian(source, structure)
     if h.fermi_level is None and h.nelec is not None and "kmesh" in h.settings:
         h.fermi_level = mesh_fermi_level(h)
@@ -94,6 +93,11 @@ def dos(source, outdir, structure, sigma, mesh, as_json, verbose):
 
     SOURCE: a run folder or a dftplug dataset (.h5, see --structure). E_F is found on the same mesh
     with the run's smearing; spin-orbit runs give one channel (each spinor level holds one electron)."""
+    from ase.calculators.calculator import kptdensity2monkhorstpack
+
+    from dftplug.bandio import plot_dos, write_dos
+    from dftplug.dos import density_of_states
+
     h = load_hamiltonian(source, structure)
     shift = h.settings.get("kmesh_shift", (0, 0, 0)) if not mesh and "kmesh" in h.settings else (0, 0, 0)
     mesh = list(mesh) if mesh else h.settings.get("kmesh") or kptdensity2monkhorstpack(h.atoms, 5.0).tolist()

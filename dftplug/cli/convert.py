@@ -7,17 +7,13 @@ from functools import partial
 from pathlib import Path
 
 import click
-from tqdm import tqdm
-
-from dftplug.convert import plan_pairs, read_pair
-from dftplug.dataset import write_dataset
-from dftplug.fileio import atomic_folder, check_output
-from dftplug.parsers.deeph import write_deeph
 
 from . import emit_json, main, reports_errors
 
 
 def _convert(pair, require_h0=True):
+    from dftplug.convert import read_pair
+
     h = read_pair(pair, require_h0)
     stats = h.delta_h_stats() if h.H0 is not None else None
     return pair.name, h, stats
@@ -45,6 +41,13 @@ def convert(runs, output, fmt, h0_dirs, no_h0, force, jobs, as_json, verbose):
     Each SCF run is paired with its zeroth-step run; pairs whose structure, basis or overlap
     differ are refused. Nothing is written unless every folder converts.
     """
+    from tqdm import tqdm
+
+    from dftplug.convert import plan_pairs
+    from dftplug.dataset import write_dataset
+    from dftplug.fileio import atomic_folder, check_output
+    from dftplug.parsers.deeph import write_deeph
+
     check_output(output, folder=fmt != "h5", force=force)
     pairs = plan_pairs(runs, h0_dirs)
     work = partial(_convert, require_h0=not no_h0)

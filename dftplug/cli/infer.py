@@ -6,9 +6,28 @@ from pathlib import Path
 
 import click
 
-from . import emit_json, main, reports_errors
+from . import emit_json, limit_threads, main, reports_errors
 
 CODE_FORMATS = ("abacus", "siesta", "openmx")
+EINSUM_OPTIMISATION_ATOMS = 200
+"""Above this many atoms the model is built with e3nn's einsum path optimisation (opt_einsum_fx): it
+costs 1.2–1.8 s of start-up and saves ~6 ms per atom of prediction (scripts/bench_infer.py)."""
+
+
+def load_for(natoms: int, model: str, device: str):
+    """The checkpoint ``model``, built without einsum path optimisation for small structures (the
+    prediction differs by float32 rounding, 3e-8 eV on si8); e3nn's defaults are restored after."""
+    from dftplug.model import load  # first: imports e3nn its own way
+
+    import e3nn
+
+    before = e3nn.get_optimization_defaults()
+    if natoms <= EINSUM_OPTIMISATION_ATOMS:
+        e3nn.set_optimization_defaults(optimize_einsums=False)
+    try:
+        return load(model, device)
+    finally:
+        e3nn.set_optimization_defaults(**before)
 
 
 @main.command()
@@ -29,22 +48,22 @@ CODE_FORMATS = ("abacus", "siesta", "openmx")
 @click.option("--device", default="cpu", show_default=True, help="torch device of the model (cpu, cuda, cuda:1).")
 @click.option("--max-edges-per-chunk", type=int, default=None,
               help="Memory cap for large structures: the layers process at most this many edges at once.")
+@click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True,
+              help="CPU threads of torch and BLAS (one by default: a job script runs infer between code steps).")
 @click.option("--force", is_flag=True, help="Replace an existing OUTPUT folder (never mixed with new files).")
 @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary.")
 @click.option("-v", "--verbose", is_flag=True, help="Progress of the k-point sums.")
 @reports_errors
-def infer(h0_run, model, output, formats, with_dm, s_from, pao_dir, device, max_edges_per_chunk, force, as_json,
-          verbose):
+def infer(h0_run, model, output, formats, with_dm, s_from, pao_dir, device, max_edges_per_chunk, threads, force,
+          as_json, verbose):
     """Predict H = H0 + ΔH for the zeroth-step run H0_RUN and write what the code reads to start
     its SCF (see README, "Use as an SCF initial guess"). Prints a one-line summary and the input
     lines to add; no prompts."""
-    from dftplug.dataset import write_dataset
+    limit_threads(threads)  # before numpy and torch load
     from dftplug.errors import MismatchError
     from dftplug.fileio import atomic_folder, check_output
-    from dftplug.model import load
     from dftplug.model.infer import predict
     from dftplug.parsers import code_io, detect
-    from dftplug.parsers.deeph import write_deeph
     from dftplug.scf_guess import write_scf_guess
 
     check_output(output, folder=True, force=force)
@@ -58,7 +77,7 @@ def infer(h0_run, model, output, formats, with_dm, s_from, pao_dir, device, max_
         other = code_io(detect(s_from)).read_run(s_from)
         h0.check_compatible(other, what=f"H0 run {h0_run} vs S run {s_from}")
         h0.S = other.S
-    ckpt = load(model, device)
+    ckpt = load_for(h0.natoms, model, device)
     t0 = time.perf_counter()
     h = predict(h0, ckpt, max_edges_per_chunk, progress=verbose or (bool(max_edges_per_chunk) and not as_json))
     seconds = time.perf_counter() - t0
@@ -68,8 +87,10 @@ def infer(h0_run, model, output, formats, with_dm, s_from, pao_dir, device, max_
     with atomic_folder(out, force) as tmp:  # all formats or none; an existing folder only with --force
         for fmt in dict.fromkeys(formats):
             if fmt == "h5":
+                from dftplug.dataset import write_dataset
                 files.append(write_dataset(tmp / "predicted.h5", [(name, h)]))
             elif fmt == "deeph":
+                from dftplug.parsers.deeph import write_deeph
                 files += write_deeph(h, tmp / "deeph", layout="new")
             else:
                 guess = write_scf_guess(h, code, tmp, with_dm=with_dm, progress=verbose, pao_dir=pao_dir)

@@ -26,10 +26,10 @@ import torch
 
 from dftplug import __version__
 from dftplug.basis import Basis
-from dftplug.dataset import ORBITAL_CONVENTION
 from dftplug.errors import DftplugError, MismatchError
 from dftplug.fileio import atomic_path
 from dftplug.hamiltonian import Hamiltonian
+from dftplug.orbitals import ORBITAL_CONVENTION
 
 from .build import make_model
 from .irreps import BasisLayout

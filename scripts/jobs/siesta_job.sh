@@ -6,12 +6,18 @@
 #     SCF.MustConverge false ; TS.HS.Save true            (writes <label>.TSHS holding H0)
 # scf/<label>.fdf gets
 #     DM.UseSaveDM true                                    (reads <label>.DM from the run folder)
+# Threads are set for every step: each SIESTA run uses NP MPI processes of THREADS OpenMP threads;
+# dftplug infer uses INFER_THREADS (default 1; the DM it builds for SIESTA is one diagonalisation per
+# k-point, worth more threads only for large cells).
 set -euo pipefail
 LABEL=${LABEL:?set LABEL to the SystemLabel}
 MODEL=${MODEL:?set MODEL to a dftplug checkpoint trained on SIESTA data}
+NP=${NP:-1}
+THREADS=${THREADS:-1}
+INFER_THREADS=${INFER_THREADS:-1}
 
-(cd h0 && siesta < "$LABEL.fdf" > "$LABEL.out")
-dftplug infer h0 --model "$MODEL" -o guess --force --write siesta --json > guess.json
+(cd h0 && OMP_NUM_THREADS=$THREADS mpirun -np "$NP" siesta < "$LABEL.fdf" > "$LABEL.out")
+dftplug infer h0 --model "$MODEL" -o guess --force --write siesta --threads "$INFER_THREADS" --json > guess.json
 cp "guess/$LABEL.DM" scf/
-(cd scf && siesta < "$LABEL.fdf" > "$LABEL.out")
+(cd scf && OMP_NUM_THREADS=$THREADS mpirun -np "$NP" siesta < "$LABEL.fdf" > "$LABEL.out")
 grep "SCF cycle converged after" "scf/$LABEL.out"
