@@ -82,7 +82,8 @@ def test_training_with_density_terms_selects_by_density(cell, tmp_path):
 
     torch.set_num_threads(1)
     h5 = write_dataset(tmp_path / "d.h5", [("a", cell), ("b", cell)])
-    cfg = TrainConfig(epochs=2, val_fraction=0.5, density_weight=1.0, charge_weight=0.1, select_by="density")
+    cfg = TrainConfig(epochs=2, val_fraction=0.5, density_weight=1.0, charge_weight=0.1, select_by="density",
+                      guess_every=2)
     tiny = ModelConfig(num_layers=1, node_mul=(4, 2, 2), edge_mul=(4, 2, 2, 2), num_basis=4, radial_hidden=8,
                        response_basis=6, env_basis=1)
     summary = train([h5], tmp_path / "m.pt", cfg, tiny, progress=False)
@@ -90,3 +91,9 @@ def test_training_with_density_terms_selects_by_density(cell, tmp_path):
     assert 0 < summary["best_val_density_ratio"] < 1
     rows = np.genfromtxt(tmp_path / "m.log.csv", delimiter=",", names=True)
     assert {"loss_density", "loss_charge", "val_density_ratio", "val_charge_ratio"} <= set(rows.dtype.names)
+    # the exact guess quality (dftplug.guess_quality) of the validation set: logged every 2nd epoch and for the
+    # best model; the model's density error is below H0's by about √(density ratio)
+    assert np.isnan(rows["val_guess_model_dm_error_s"][0]) and rows["val_guess_model_dm_error_s"][1] > 0
+    best = summary["best_val_guess"]
+    ratio = best["val_guess_model_dm_error_s"] / best["val_guess_h0_dm_error_s"]
+    assert ratio < 0.5 and abs(np.log(ratio / summary["best_val_density_ratio"] ** 0.5)) < np.log(3)

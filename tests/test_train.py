@@ -87,6 +87,23 @@ def test_resume_continues_and_is_deterministic(data, tmp_path):
     assert all(torch.allclose(sa[k], sb[k], atol=1e-6) for k in sa)
 
 
+def test_fine_tuning_starts_from_the_checkpoint(trained, data, tmp_path):
+    """init_from keeps the checkpoint's fitted buffers and [model] (the one given is ignored): before the first
+    step the new run scores exactly what the checkpoint scores; a model of another basis is refused."""
+    out, summary = trained
+    cfg = TrainConfig(epochs=1, val_fraction=0.5, lr=1e-4, init_from=str(out))
+    other = ModelConfig(num_layers=2, node_mul=(8, 4, 2))
+    tuned = train([data], tmp_path / "ft.pt", cfg, other, progress=False)
+    assert tuned["val_mae_before_training_meV"] == pytest.approx(summary["best_val_mae_meV"], rel=1e-6)
+    ck = load(tmp_path / "ft.pt")
+    assert ck.meta["model_config"] == load(out).meta["model_config"]
+    assert ck.meta["training"]["target_rms_eV"]["fine_tuned_from"] == str(out)
+    fe = write_dataset(tmp_path / "fe.h5", [("fe", ab.read_run(shared_path("fixtures", "abacus311", "fe_bcc", "scf"))
+                                                    .attach_h0(ab.read_h0(shared_path("fixtures", "abacus311", "fe_bcc", "h0"))))])
+    with pytest.raises(ModelMismatchError):
+        train([fe], tmp_path / "bad.pt", cfg, other, progress=False)
+
+
 def test_refusals(trained, tmp_path):
     out, _ = trained
     ck = load(out)

@@ -114,7 +114,8 @@ def _response_from_dense(dh: torch.Tensor, d: DensityResponseData, natoms: int):
     y = torch.cat([y[..., :na] - torch.diag_embed(diag_f * shift).to(y.dtype), y[..., na:]], dim=-1)
     g = d.electrons_per_state
     wk = w[:, None, None, None]
-    dm2 = g * g * ((wk * y[..., :na].abs() ** 2).sum() + 2 * (wk * y[..., na:].abs() ** 2).sum())
+    sq = y.real ** 2 + y.imag ** 2                                      # |Y|², smooth at Y = 0 (unlike abs)
+    dm2 = g * g * ((wk * sq[..., :na]).sum() + 2 * (wk * sq[..., na:]).sum())
     p = d.projector.to(y.dtype)
     cw = w.to(y.dtype)
     per_orbital = torch.einsum("k,ksin,ksni->i", cw, ca, y @ p)

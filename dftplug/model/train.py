@@ -25,6 +25,8 @@ from dftplug.fileio import atomic_path
 from . import checkpoint as ckpt_io
 from . import distributed, streaming
 from .build import make_model
+from .checkpoint import Checkpoint
+from .evaluate import validation_guess_errors
 from .graph import Graph, build_graph, collate, graph_pairs
 from .irreps import BasisLayout
 from .loss import LossWeights, density_ratios, error_sums, loss_terms, residuals, to_blocks
@@ -53,6 +55,8 @@ class TrainConfig:
     density_weight: float = 0.0     # w_ρ of :mod:`.loss` (first-order density error vs H0's); > 0 turns it on
     charge_weight: float = 0.0      # w_q of :mod:`.loss` (first-order Mulliken charge error vs H0's)
     select_by: str = "mae"          # best checkpoint by validation "mae" or "density" (needs density data)
+    init_from: str = ""             # fine-tune this checkpoint (file or shipped name): its fit, weights and [model]
+    guess_every: int = 10           # epochs between exact guess-quality numbers of the validation set (0: end only)
     device: str = "cpu"
 
 
@@ -146,6 +150,14 @@ def _data_scales(train_g: list[Graph]) -> tuple[float, float, float, float]:
     return float(lengths.max()) + 0.5, _support_radius(train_g, 0.999) + 0.5, avg, sigma
 
 
+def _starting_checkpoint(name_or_path: str, item):
+    """The checkpoint ``init_from`` names, checked against the data (one structure ``item`` = (name, h))
+    for species, basis (l, zeta, cutoff), spin kind and code."""
+    start = ckpt_io.load(name_or_path)
+    start.check_compatible(item[1])
+    return start
+
+
 def _mae(model, graphs: list[Graph], layout, device, dtype) -> dict:
     """Validation metrics: ΔH MAE (meV, model and H0) and, where the graphs carry density-response
     data, the mean first-order density and charge errors relative to the H0 guess (:func:`.loss.density_ratios`)."""
@@ -216,13 +228,19 @@ def train(data_paths, output, config: TrainConfig | None = None, model_config: M
                                        disable=not (progress and ctx.is_main))}
     train_g, val_g = [graphs[i] for i in train_idx if i in graphs], [graphs[i] for i in val_idx if i in graphs]
     local_g = [graphs[i] for i in shard]
+    start = _starting_checkpoint(config.init_from, next(iter(items.values()))) if config.init_from else None
+    val_items = [items[i] for i in val_idx if i in items]  # for the guess-quality numbers (dftplug.guess_quality)
     del items
-    model_config.r_max, model_config.response_r_max, model_config.avg_neighbors, sigma = \
-        ctx.on_main(lambda: _data_scales(train_g))
-
+    scales = ctx.on_main(lambda: _data_scales(train_g))
+    sigma = scales[3]
     torch.manual_seed(config.seed)
-    model = make_model(layout, model_config)
-    stats = ctx.on_main(lambda: model.set_statistics(train_g))
+    if start is None:
+        model_config.r_max, model_config.response_r_max, model_config.avg_neighbors = scales[:3]
+        model = make_model(layout, model_config)
+        stats = ctx.on_main(lambda: model.set_statistics(train_g))
+    else:  # keep the checkpoint's closed-form fit and scales, fine-tune its network
+        model, model_config = start.model.train(), start.model.config
+        stats = {"fine_tuned_from": start.meta["path"], **start.meta["training"].get("target_rms_eV", {})}
     device, dtype = ctx.device, getattr(torch, model_config.dtype)
     model.to(device)
     net = ctx.wrap(model)  # DDP: broadcasts rank 0's fitted buffers and parameters
@@ -249,6 +267,7 @@ def train(data_paths, output, config: TrainConfig | None = None, model_config: M
         meta["metrics"] = {"epoch": 0, "validation": start_metrics, "wall_time_s": 0.0}
         if ctx.is_main:
             ckpt_io.save(output, model, meta)
+    guess_cache = {}  # each validation structure's converged reference, computed once
     t_start = time.perf_counter() - st.elapsed
     bar = tqdm(total=config.epochs, initial=st.epoch, desc="train", unit="epoch",
                disable=not (progress and ctx.is_main))
@@ -276,6 +295,9 @@ def train(data_paths, output, config: TrainConfig | None = None, model_config: M
                **{f"loss_{k}": v for k, v in ctx.average({k: np.mean([x[k] for x in losses])
                                                           for k in losses[0]}).items()},
                **{f"val_{k}": v for k, v in val.items()}}
+        due = bool(config.guess_every) and st.epoch % config.guess_every == 0
+        row.update(_guess_numbers(model, meta, val_items, guess_cache) if due and ctx.is_main
+                   else dict.fromkeys(GUESS_COLUMNS))
         st.log.append(row)
         improved = val[score] < st.best
         if improved:
@@ -310,8 +332,25 @@ def train(data_paths, output, config: TrainConfig | None = None, model_config: M
                # with one structure there is nothing held out: the errors above are training errors
                "error_set": "validation" if val_g else "training",
                "log_csv": str(log_csv)}
+    best = ckpt_io.load(output, device)
+    summary["best_val_guess"] = _guess_numbers(best.model, best.meta, val_items, guess_cache)
     output.with_suffix(".log.json").write_text(json.dumps(summary, indent=2))
     return summary
+
+
+GUESS_COLUMNS = ("val_guess_model_dm_error_s", "val_guess_h0_dm_error_s")
+
+
+def _guess_numbers(model, meta: dict, items: list, cache: dict) -> dict:
+    """The exact guess-quality numbers (:mod:`dftplug.guess_quality`: the DM of the predicted H and of H0
+    filled like each run, against that of H_scf; ‖ΔD‖_S per electron ranks measured restarts best) of the
+    validation ``items`` for the log: {column: mean} (None without validation structures)."""
+    if not items:
+        return dict.fromkeys(GUESS_COLUMNS)
+    was_training = model.training
+    numbers = validation_guess_errors(items, Checkpoint(model.eval(), meta), cache)
+    model.train(was_training)
+    return {c: numbers.get(c.removeprefix("val_")) for c in GUESS_COLUMNS}
 
 
 def _write_csv(path: Path, rows: list[dict]) -> None:
