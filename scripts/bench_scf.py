@@ -35,6 +35,7 @@ import argparse
 import json
 import os
 import re
+import resource
 import shlex
 import shutil
 import subprocess
@@ -72,7 +73,25 @@ class Run:
     residual: dict = field(default_factory=dict)  # first-iteration residual(s)
     energy: float | None = None
     seconds: float = 0.0
+    cpu_seconds: float = 0.0
     error: str | None = None
+
+
+class Clock:
+    """Wall time and the CPU time (user + system) of the child processes waited for inside the block:
+    the CPU time is what the job costs whatever else the machine runs."""
+
+    def __enter__(self):
+        self._wall, self._cpu = time.perf_counter(), self._children()
+        return self
+
+    def __exit__(self, *exc):
+        self.wall, self.cpu = time.perf_counter() - self._wall, self._children() - self._cpu
+
+    @staticmethod
+    def _children() -> float:
+        ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return ru.ru_utime + ru.ru_stime
 
 
 # ============================================================================ ABACUS
@@ -268,31 +287,30 @@ class Bench:
 
     def run_code(self, folder: Path) -> Run:
         argv, stdin_file, stdout_file = self.code.command(self.argv, folder)
-        t0 = time.perf_counter()
-        with open(stdout_file, "w") as out, (open(stdin_file) if stdin_file else open(os.devnull)) as inp:
+        with open(stdout_file, "w") as out, (open(stdin_file) if stdin_file else open(os.devnull)) as inp, \
+                Clock() as clock:
             try:
                 proc = subprocess.run(argv, cwd=folder, stdin=inp, stdout=out, stderr=subprocess.STDOUT,
                                       env=self.env(), timeout=self.timeout)
                 rc = proc.returncode
             except subprocess.TimeoutExpired:
                 rc = "timeout"
-        seconds = time.perf_counter() - t0
         run = self.code.result(folder)
-        run.seconds = seconds
+        run.seconds, run.cpu_seconds = clock.wall, clock.cpu
         if rc != 0 and run.error is None:
             run.error = f"exit status {rc} (see {stdout_file})"
         return run
 
-    def infer(self, h0_dir: Path, out: Path, variant: str) -> float:
-        """``dftplug infer`` as a job script calls it; returns its wall time (s)."""
+    def infer(self, h0_dir: Path, out: Path, variant: str) -> tuple[float, float]:
+        """``dftplug infer`` as a job script calls it; returns its (wall, CPU) time (s)."""
         exe = Path(sys.executable).with_name("dftplug")
         cmd = [str(exe)] if exe.is_file() else [sys.executable, "-m", "dftplug.cli"]
         cmd += ["infer", str(h0_dir), "--model", self.model, "-o", str(out), *self.code.infer_args(variant)]
-        t0 = time.perf_counter()
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=self.env(), timeout=self.timeout)
+        with Clock() as clock:
+            proc = subprocess.run(cmd, capture_output=True, text=True, env=self.env(), timeout=self.timeout)
         if proc.returncode != 0:
             raise RuntimeError(f"dftplug infer failed ({proc.returncode}): {proc.stderr.strip()[-500:]}")
-        return time.perf_counter() - t0
+        return clock.wall, clock.cpu
 
     def cell(self, src: Path, origin: Path, work: Path, variants: list[str], bar) -> dict:
         """All requested variants of one cell (``src`` holds scf/ and h0/; ``origin``: see ``stage``)."""
@@ -306,7 +324,7 @@ class Bench:
             row["stored_scratch"] = {"iterations": stored.iterations, "energy": stored.energy,
                                      "energy_diff": _diff(scratch.energy, stored.energy)}
         needs_h0 = [v for v in variants if v in ("h0", "guess-h", "guess-dm")]
-        h0_seconds, guess, infer_seconds = None, {}, {}
+        h0, guess, infer_seconds = Run(), {}, {}
         if needs_h0:
             h0 = self._run_variant(src / "h0", origin, dirs["h0"], None)
             bar.update()
@@ -314,7 +332,7 @@ class Bench:
                 for v in needs_h0:
                     row["variants"][v] = asdict(Run(error=f"zeroth-step run: {h0.error}"))
                 needs_h0 = []
-            h0_seconds = row["h0_seconds"] = h0.seconds
+            row["h0_seconds"], row["h0_cpu_seconds"] = h0.seconds, h0.cpu_seconds
         done: dict = {}  # infer arguments -> (folder, seconds): SIESTA writes both guesses at once
         for v in ("guess-h", "guess-dm"):
             if v not in needs_h0:
@@ -328,7 +346,8 @@ class Bench:
             except (RuntimeError, subprocess.TimeoutExpired) as exc:
                 row["variants"][v] = asdict(Run(error=str(exc)))
                 bar.update()
-        row["infer_seconds"] = infer_seconds
+        row["infer_seconds"] = {v: t[0] for v, t in infer_seconds.items()}
+        row["infer_cpu_seconds"] = {v: t[1] for v, t in infer_seconds.items()}
         for v in variants:
             if v == "scratch" or v in row["variants"]:
                 continue
@@ -343,8 +362,12 @@ class Bench:
             bar.update()
             entry = self._checked(run, scratch)
             if v != "exact":  # the exact restart needs the scratch run: no job of its own
-                entry["job_seconds"] = run.seconds + (h0_seconds or 0.0) + infer_seconds.get(v, 0.0)
+                wall, cpu = infer_seconds.get(v, (0.0, 0.0))
+                entry["job_seconds"] = run.seconds + h0.seconds + wall
+                entry["job_cpu_seconds"] = run.cpu_seconds + h0.cpu_seconds + cpu
                 entry["job_vs_scratch"] = entry["job_seconds"] / scratch.seconds if scratch.seconds else None
+                entry["job_cpu_vs_scratch"] = (entry["job_cpu_seconds"] / scratch.cpu_seconds
+                                               if scratch.cpu_seconds else None)
             row["variants"][v] = entry
         return row
 
@@ -423,18 +446,18 @@ def _cell_text(entry: dict | None, keys) -> str:
 def table(rows: list[dict], variants: list[str], code) -> str:
     """Markdown table: iterations (first-iteration residual) per variant, then job time / scratch."""
     jobs = [v for v in variants if v not in ("scratch", "exact")]
-    head = (["cell"] + [HEADERS[v] for v in variants] + ["scratch SCF (s)"] +
-            [f"job/scratch {HEADERS[v]}" for v in jobs])
+    head = (["cell"] + [HEADERS[v] for v in variants] + ["scratch SCF wall / CPU (s)"] +
+            [f"job/scratch {HEADERS[v]} wall / CPU" for v in jobs])
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         vs = r["variants"]
         cells = [r["cell"]] + [_cell_text(vs.get(v), code.residual_keys) for v in variants]
-        cells.append(f"{vs['scratch']['seconds']:.1f}")
-        cells += [f"{vs[v]['job_vs_scratch']:.2f}" if vs.get(v, {}).get("job_vs_scratch") and
-                  not vs[v].get("error") else "–" for v in jobs]
+        cells.append(f"{vs['scratch']['seconds']:.1f} / {vs['scratch']['cpu_seconds']:.1f}")
+        cells += [f"{vs[v]['job_vs_scratch']:.2f} / {vs[v]['job_cpu_vs_scratch']:.2f}"
+                  if vs.get(v, {}).get("job_cpu_vs_scratch") and not vs[v].get("error") else "–" for v in jobs]
         lines.append("| " + " | ".join(cells) + " |")
-    lines.append(f"\nresidual after iteration 1: {' / '.join(code.residual_keys)}; job = zeroth-step run + "
-                 "dftplug infer + SCF, wall time over the scratch SCF's")
+    lines.append(f"\niterations (residual after iteration 1: {' / '.join(code.residual_keys)}); job = zeroth-step "
+                 "run + dftplug infer + SCF, its wall and CPU time over the scratch SCF's")
     errors = [f"{r['cell']} {v}: {e['error']}" for r in rows for v, e in r["variants"].items() if e.get("error")]
     lines += [f"error: {e}" for e in errors]
     for r in rows:
