@@ -48,6 +48,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from dftplug.errors import ParseError
 from dftplug.fileio import read_text
 from dftplug.parsers import abacus, siesta
 
@@ -98,7 +99,6 @@ class Clock:
 class Abacus:
     name, env, energy_tol = "abacus", "ABACUS_BIN", 1e-6
     residual_keys = ("DRHO1",)
-    inputs = ("INPUT", "STRU", "KPT")
 
     @staticmethod
     def is_cell_run(folder: Path) -> bool:
@@ -119,7 +119,7 @@ class Abacus:
         """The run a cell's scf/ folder already holds (None without a log)."""
         try:
             run = abacus.RunFolder.locate(folder)
-        except Exception:
+        except ParseError:
             return None
         return self.parse_log(read_text(run.log)) if run.log else None
 
@@ -197,7 +197,7 @@ class Siesta:
         text = read_text(path)
         try:
             info = siesta.read_log(path)
-        except Exception as exc:  # an output cut short (crash) lacks the species/basis blocks
+        except ParseError as exc:  # an output cut short (crash) lacks the species/basis blocks
             return Run(error=f"{path}: {exc}")
         residual = {}
         head = re.search(r"^\s*iscf\s+(.*)$", text, re.M)
