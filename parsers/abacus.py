@@ -436,7 +436,9 @@ def _log_info(text: str) -> dict:
     ver = re.search(r"ABACUS\s+(?:version\s+)?(v\d+\.\d+[\w.\-]*)", text)
     if ver:
         info["version"] = ver.group(1)
-    info["converged"] = "CONVERGED" in text or "charge density convergence is achieved" in text
+    # v3.11 prints "#SCF IS CONVERGED#" or "!!SCF IS NOT CONVERGED!!"; v3.8 "charge density convergence is achieved"
+    info["converged"] = ("NOT CONVERGED" not in text
+                         and ("CONVERGED" in text or "charge density convergence is achieved" in text))
     info["autoset_magnetism"] = "Autoset magnetism" in text
     return info
 

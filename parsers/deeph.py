@@ -49,8 +49,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import ase
-import ase.io
-import h5py
 import numpy as np
 from ase.data import atomic_numbers, chemical_symbols
 
@@ -190,6 +188,8 @@ def _from_chunks(chunks: Chunks, norb: np.ndarray, path) -> BlockSparse:
 
 # ============================================================================ h5 files
 def _read_h5(path, reader):
+    import h5py  # here, not at import: the parser registry imports every module
+
     try:
         with h5py.File(path, "r") as fh:
             return reader(fh)
@@ -211,6 +211,8 @@ def _read_new_h5(path) -> Chunks:
 
 
 def _write_new_h5(path, chunks: Chunks) -> None:
+    import h5py
+
     with atomic_path(path) as tmp, h5py.File(tmp, "w") as fh:
         fh["atom_pairs"] = chunks.pairs
         fh["chunk_boundaries"] = chunks.bounds
@@ -236,6 +238,8 @@ def _read_legacy_h5(path) -> Chunks:
 
 
 def _write_legacy_h5(path, chunks: Chunks) -> None:
+    import h5py
+
     bounds = chunks.bounds
     with atomic_path(path) as tmp, h5py.File(tmp, "w") as fh:
         for k, (p, shape) in enumerate(zip(chunks.pairs, chunks.shapes)):
@@ -286,6 +290,8 @@ def _basis_from_ls(ls_of: dict[str, list[int]], ext: dict) -> Basis:
 
 
 def _read_structure_new(folder: Path):
+    import ase.io
+
     info_path = folder / INFO
     info = _read_json(info_path)
     try:
@@ -402,6 +408,8 @@ def _write_text(path: Path, text: str) -> None:
 
 
 def _write_structure_new(h: Hamiltonian, out: Path, ls_of: dict) -> list[Path]:
+    import ase.io
+
     with atomic_write(out / POSCAR, "w") as fh:
         ase.io.write(fh, h.atoms, format="vasp", direct=False, sort=False)
     info = {"atoms_quantity": h.natoms, "orbits_quantity": int(h.norb().sum()), "orthogonal_basis": False,

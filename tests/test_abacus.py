@@ -27,6 +27,13 @@ def test_si_numbers_match_log(si):
     assert si.basis.label("Si") == "2s2p1d"
 
 
+def test_convergence_read_from_the_log():
+    """v3.11 logs say "#SCF IS CONVERGED#" or "!!SCF IS NOT CONVERGED!!": the second is not converged."""
+    text = next(shared_path("fixtures", "abacus311", "si_diamond", "scf").glob("OUT.*/running_*.log")).read_text()
+    assert ab._log_info(text)["converged"]
+    assert not ab._log_info(text.replace("#SCF IS CONVERGED#", "!!SCF IS NOT CONVERGED!!"))["converged"]
+
+
 def test_electron_count_and_hermiticity(si):
     assert si.electron_count()[0] == pytest.approx(8.0, abs=1e-6)
     herm = si.hermiticity_error()
