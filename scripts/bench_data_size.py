@@ -67,7 +67,7 @@ def main() -> None:
     for n in args.sizes:
         for with_large in (False, True):
             items = small[:n] + (large if with_large else [])
-            h5 = write_dataset(args.work / "subset.h5", items)
+            h5 = write_dataset(args.work / "subset.h5", [(f"{i:03d}_{name}", h) for i, (name, h) in enumerate(items)])
             t0 = time.perf_counter()
             train([h5], args.work / "subset.pt", cfg, type(mcfg)(**vars(mcfg)), progress=False)
             wall = time.perf_counter() - t0

@@ -12,8 +12,9 @@
 # of the DM of the predicted H minus the atomic density; the PAO radial functions come from DATA.PATH of
 # the input (relative to scf_iter1/) or PAO_DIR. Both runs must use the same number NP of MPI processes
 # (the grid files are split per process). Non-collinear runs (scf.SpinPolarization NC) are refused.
-# A restart from the exact density takes 3 SCF iterations (OpenMX's minimum with rmm-diisk mixing),
-# 21 from scratch, for ../shared/fixtures/openmx/graphene (fixture README; not measured by dftplug).
+# Measured with OpenMX 3.9.0 on graphene8 validation cells (README, "OpenMX: the restart folder"): scratch
+# 23-26 SCF iterations, from the openmx_graphene8 prediction 19-20, from OpenMX's own converged _rst/ 3.
+# OpenMX overwrites scf/<NAME>_rst/ at the end of a run: copy the guess in again before every rerun.
 set -euo pipefail
 NAME=${NAME:?set NAME to the System.Name}
 MODEL=${MODEL:?set MODEL to a dftplug checkpoint trained on OpenMX data}
