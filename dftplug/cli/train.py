@@ -9,7 +9,7 @@ from . import emit_json, main, reports_errors
 @main.command()
 @click.argument("data", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
-              help="Checkpoint to write (the best model by validation MAE).")
+              help="Checkpoint to write (the best model by validation MAE, or density error with select_by).")
 @click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False),
               help="TOML file with [train] and [model] tables (see configs/abacus_si8.toml).")
 @click.option("--resume", is_flag=True, help="Continue from <output>.train.pt (saved every epoch).")
