@@ -2,6 +2,7 @@
 
     python scripts/bench_model.py [--dataset abacus_si|abacus_si8|siesta_si8|siesta_molecules|openmx_graphene8
                                    | --data DIR | --h5 DATA.h5] [--config configs/DATASET.toml]
+                                  [--extra-train DIR[:first-last]] [--extra-test DIR[:first-last]]
                                   [--epochs N] [--work .bench] [--ship]
     python scripts/bench_model.py --soc [--config configs/soc.toml] [--work .bench]
 
@@ -9,8 +10,9 @@ Unpacks a training set of ``../shared/datasets`` (default ABACUS si8), converts 
 ``dftplug convert``, trains with the config (seeded split by structure), and prints on the held-out
 structures the ΔH MAE (meV) next to the H0 baseline, the band error near E_F, the training wall time
 and the inference time per structure. ``abacus_si`` trains on 8- and 64-atom Si cells and reports each
-held-out cell size on its own (structures kept out of training altogether). ``--ship`` copies the model to
-dftplug/models/<dataset>.pt.
+held-out cell size on its own (structures kept out of training altogether). ``--extra-train`` / ``--extra-test``
+add folders of NNN/{scf,h0} runs you made (``dftplug sample``, or ``../shared/datasets/generators``) to the
+training set and as one more held-out test set. ``--ship`` copies the model to dftplug/models/<dataset>.pt.
 
 ``--soc``: the spin-orbit (nspin 4) model on the SOC fixtures of ``../shared/fixtures/soc`` (ABACUS fcc
 Pb with H0 of h0_smallmag, SIESTA and OpenMX fcc Pt). There is no SOC dataset, only one structure
@@ -125,6 +127,10 @@ def main() -> None:
     ap.add_argument("--h5", type=Path, help="an already converted dataset (skips unpack/convert)")
     ap.add_argument("--config", type=Path, help="default: configs/<dataset>.toml where it exists (soc.toml with "
                     "--soc), else configs/abacus_si8.toml")
+    ap.add_argument("--extra-train", action="append", default=[], metavar="DIR[:first-last]",
+                    help="a folder of NNN/{scf,h0} runs added to the training set (repeatable)")
+    ap.add_argument("--extra-test", action="append", default=[], metavar="DIR[:first-last]",
+                    help="a folder of NNN/{scf,h0} runs evaluated as one more held-out set (repeatable)")
     ap.add_argument("--work", type=Path, default=ROOT / ".bench")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--ship", action="store_true", help="copy the model to dftplug/models/<dataset>.pt")
@@ -141,6 +147,8 @@ def main() -> None:
         train_src, test_src = DATASETS[args.dataset]
         train_h5 = [prepare(src, args.work, f"train{n}") for n, src in enumerate(train_src)]
         test_h5 = [prepare(src, args.work, f"test{n}") for n, src in enumerate(test_src)]
+    train_h5 += [prepare(src, args.work, f"extra_train{n}") for n, src in enumerate(args.extra_train)]
+    test_h5 += [prepare(src, args.work, f"extra_test{n}") for n, src in enumerate(args.extra_test)]
     own = ROOT / "configs" / f"{args.dataset}.toml"
     cfg, mcfg = load_config(args.config or (own if own.exists() and not args.data else DEFAULT_CONFIG))
     if args.epochs is not None:

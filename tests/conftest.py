@@ -1,4 +1,5 @@
 """Shared test helpers: where the shipped fixtures and ../shared are."""
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -39,3 +40,18 @@ def point_inputs_at(copy: Path, original: Path) -> None:
             line = f"{key}  {(original / value[0]).resolve()}"
         lines.append(line)
     (copy / "INPUT").write_text("\n".join(lines) + "\n")
+
+
+@pytest.fixture(scope="session")
+def si8_c030(tmp_path_factory):
+    """Cell c030 of ../shared/datasets/abacus/si8_v311 (ABACUS v3.11 rattled 8-atom Si, held out from every
+    shipped model): the SCF run's H, S and DM with the zeroth-step H0 (:func:`dftplug.convert.read_pair`)."""
+    from dftplug.convert import plan_pairs, read_pair
+
+    base = shared_path("datasets", "abacus")
+    work = tmp_path_factory.mktemp("si8_v311")
+    with tarfile.open(base / "si8_v311" / "c030.tar.xz") as tar:
+        tar.extractall(work, filter="data")
+    (work / "PP_ORB").symlink_to(base / "si8" / "PP_ORB")
+    (pair,) = plan_pairs([work / "c030" / "scf"])
+    return read_pair(pair)

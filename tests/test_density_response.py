@@ -1,34 +1,21 @@
 """First-order density response of an H error (the density and charge loss terms), on a real rattled 8-atom Si cell (ABACUS v3.11, ../shared/datasets/abacus/si8_v311)."""
 import copy
-import tarfile
 
 import numpy as np
 import pytest
 import torch
 
-from dftplug.convert import plan_pairs, read_pair
 from dftplug.density import density_matrix
 from dftplug.model.graph import build_graph, graph_pairs
 from dftplug.model.irreps import BasisLayout
 from dftplug.model.loss import density_ratios, to_blocks
 from dftplug.model.density_response import first_order_density
 
-from .conftest import shared_path
-
 
 @pytest.fixture(scope="module")
-def cell(tmp_path_factory):
-    """Cell c030 of si8_v311 (held out from every shipped model) with H, H0 and S."""
-    base = shared_path("datasets", "abacus")
-    work = tmp_path_factory.mktemp("si8")
-    with tarfile.open(base / "si8_v311" / "c030.tar.xz") as tf:
-        tf.extractall(work, filter="data")
-    orbitals = work / "PP_ORB"
-    orbitals.mkdir()
-    for f in (base / "si8" / "PP_ORB").iterdir():
-        (orbitals / f.name).symlink_to(f)
-    (pair,) = plan_pairs([work / "c030" / "scf"])
-    return read_pair(pair)
+def cell(si8_c030):
+    """si8_v311 c030 with H, S, DM and H0 (tests/conftest.py)."""
+    return si8_c030
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,6 @@ guess vanishes for the exact H, follows the Mulliken/real-space DM of the toolki
 near-exact H; ``dftplug eval --json`` reports it for the model and H0."""
 import json
 import math
-import tarfile
 
 import numpy as np
 import pytest
@@ -13,23 +12,15 @@ from dftplug.cli import main
 from dftplug.dataset import write_dataset
 from dftplug.density import density_matrix
 from dftplug.guess_quality import GuessReference, guess_quality, periodic_gaussian_energy
-from dftplug.parsers import abacus
 
-from .conftest import shared_path
 
 METRICS = ("charge_error_max_e", "charge_error_rms_e", "population_error", "dm_error_s", "hartree_meV")
 
 
 @pytest.fixture(scope="module")
-def cell(tmp_path_factory):
-    """si8_v311 c030 (held out from the shipped model): SCF H, S and the zeroth-step H0."""
-    tarball = shared_path("datasets", "abacus", "si8_v311", "c030.tar.xz")
-    root = tmp_path_factory.mktemp("si8_v311")
-    with tarfile.open(tarball) as tar:
-        tar.extractall(root, filter="data")
-    (root / "PP_ORB").symlink_to(shared_path("datasets", "abacus", "si8", "PP_ORB"))
-    h = abacus.read_run(root / "c030" / "scf", with_matrices=("H", "S"))
-    return h.attach_h0(abacus.read_h0(root / "c030" / "h0"))
+def cell(si8_c030):
+    """si8_v311 c030 with H, S, DM and H0 (tests/conftest.py)."""
+    return si8_c030
 
 
 @pytest.fixture(scope="module")
