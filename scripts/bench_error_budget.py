@@ -1,7 +1,10 @@
 """Where a model's SCF-guess error comes from (a benchmark, not a test): the density error of its guess when parts
 of the predicted ΔH are replaced by the exact ones.
 
-    python scripts/bench_error_budget.py MODEL DATA.h5 [--shells 2.8 4.2] [--json]
+    OMP_NUM_THREADS=1 python scripts/bench_error_budget.py MODEL DATA.h5 [--shells 2.8 4.2] [--json]
+
+(one BLAS thread: each guess is a diagonalisation on the run's k-mesh, ~10 s for a 64-atom Si cell on one core,
+and oversubscribed BLAS threads on a busy machine make that minutes)
 
 For every structure of DATA.h5 (converted SCF runs with their H0) it prints ``dftplug.guess_quality``'s
 ``dm_error_s`` (‖ΔD‖_S per electron against the SCF density) of the guesses
