@@ -6,10 +6,11 @@
 Uses the ABACUS Si sets of ``scripts/bench_model.py --dataset abacus_si`` (prepared there, or here into the
 same work folder), plus 64-atom cells of your own (``--extra-train``/``--extra-test``: NNN/{scf,h0} run folders,
 e.g. ``../shared/datasets/generators/abacus_supercell.py --rep 2 --seed 12``): for each number n of 8-atom
-training cells and m of 64-atom ones (the shared c000–c002 first), fits the model's closed-form linear response (``epochs = 0``, one CPU thread) and prints, on the
-held-out 8- and 64-atom cells, the ΔH MAE improvement over H0 and the first-order density-matrix error relative
-to the H0 guess's (``dftplug.model.loss.density_ratios``; √ of it is the ratio of ‖δDM‖_S). It shows how the
-error falls with data and how far a model of small cells transfers to large ones.
+training cells and m of 64-atom ones (the shared c000–c002 first), fits the model's closed-form linear response
+(``epochs = 0``, one CPU thread) and prints, on the held-out 8- and 64-atom cells, the ΔH MAE improvement over
+H0 and the first-order density-matrix error relative to the H0 guess's (``dftplug.model.loss.density_ratios``;
+√ of it is the ratio of ‖δDM‖_S). It shows how the error falls with data and how far a model of small cells
+transfers to large ones.
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dftplug.dataset import iter_dataset, write_dataset
+from dftplug.dataset import dataset_names, iter_dataset, write_dataset
 from dftplug.model import load
 from dftplug.model.graph import build_graph
 from dftplug.model.loss import density_ratios, error_sums, residuals, to_blocks
@@ -67,7 +68,8 @@ def main() -> None:
              for x in iter_dataset(prepare(src, args.work, f"train{n}"))]
     large = [x for n, src in enumerate(train_src) if "si64" in src
              for x in iter_dataset(prepare(src, args.work, f"train{n}"))]
-    large += [x for n, src in enumerate(args.extra_train) for x in iter_dataset(prepare(src, args.work, f"extra_train{n}"))]
+    large += [x for n, src in enumerate(args.extra_train)
+              for x in iter_dataset(prepare(src, args.work, f"extra_train{n}"))]
     tests = {("64-atom" if "si64" in src else "8-atom"): [prepare(src, args.work, f"test{n}")]
              for n, src in enumerate(test_src)}
     tests["64-atom"] += [prepare(src, args.work, f"extra_test{n}") for n, src in enumerate(args.extra_test)]
@@ -75,7 +77,7 @@ def main() -> None:
         ap.error(f"--large-sizes {max(args.large_sizes)}: only {len(large)} 64-atom training cells")
     cfg, mcfg = load_config(args.config)
     cfg.epochs, cfg.density_weight, cfg.charge_weight, cfg.select_by, cfg.kspace_weight = 0, 0.0, 0.0, "mae", 0.0
-    n_test = {k: sum(1 for h5 in v for _ in iter_dataset(h5)) for k, v in tests.items()}
+    n_test = {k: sum(len(dataset_names(h5)) for h5 in v) for k, v in tests.items()}
     print(f"held out: {n_test['8-atom']} × 8 atoms, {n_test['64-atom']} × 64 atoms")
     print("training cells              | held-out 8-atom: ΔH MAE ×, ‖δDM‖ ratio | held-out 64-atom: same | fit s")
     for n in args.sizes:

@@ -3,7 +3,6 @@ exactly, and the budget's ends are right (all blocks exact: no density error; th
 import importlib.util
 
 import numpy as np
-import pytest
 
 from dftplug.model import load
 from dftplug.model.graph import graph_pairs
@@ -33,4 +32,4 @@ def test_budget_ends(si8_c030):
     assert rows["model, r <= 100 A exact"] < 1e-7  # every block exact: the SCF density itself
     assert rows["model"] < 0.2 * rows["H0"]        # measured 3.3e-3 vs 4.0e-2
     assert rows["exact + per-atom shift"] > 0 and rows["shift rms meV"] > 0
-    assert rows["mae meV"] == pytest.approx(rows["mae meV"]) and 0.05 < rows["mae meV"] < 1.0
+    assert 0.05 < rows["mae meV"] < 1.0  # measured 0.29 meV over the overlap pattern
